@@ -1,0 +1,3 @@
+from prepshelf.cli import main
+
+raise SystemExit(main())

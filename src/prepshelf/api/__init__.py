@@ -1,0 +1,1 @@
+"""The front desk: FastAPI routes that accept, validate and answer at once."""

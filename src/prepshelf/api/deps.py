@@ -1,0 +1,39 @@
+"""Dependency aliases shared by the routes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request, Response
+from psycopg import AsyncConnection
+
+from prepshelf.api.auth import authenticate
+from prepshelf.store.pages import PageRequest
+
+
+async def _connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
+    async with request.app.state.pool.connection() as conn:
+        yield conn
+
+
+def _page(
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
+    after: Annotated[str | None, Query(max_length=128)] = None,
+    before: Annotated[str | None, Query(max_length=128)] = None,
+) -> PageRequest:
+    return PageRequest(limit=limit, order=order, after=after, before=before)  # type: ignore[arg-type]
+
+
+ProjectDep = Annotated[str, Depends(authenticate)]
+ConnDep = Annotated[AsyncConnection[Any], Depends(_connection)]
+PageDep = Annotated[PageRequest, Depends(_page)]
+
+
+def poll_hint(request: Request, response: Response) -> None:
+    """Tell the SDK's poll helpers how long to wait before the next retrieve."""
+    response.headers["openai-poll-after-ms"] = str(request.app.state.settings.poll_after_ms)
+
+
+PollHint = Depends(poll_hint)

@@ -1,0 +1,124 @@
+"""/v1/files: upload (streamed), list, retrieve, delete, content."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, BackgroundTasks, Query, Request
+from fastapi.responses import FileResponse
+
+from prepshelf.api.deps import ConnDep, PageDep, ProjectDep
+from prepshelf.api.upload import receive_upload
+from prepshelf.api.views import file_object, list_object
+from prepshelf.errors import InvalidRequestError, NotFoundError
+from prepshelf.ids import new_file_id
+from prepshelf.jobs.cancel import cancel_jobs_of_file
+from prepshelf.store import files as files_db
+
+router = APIRouter(prefix="/v1/files", tags=["files"])
+
+PURPOSES = {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "purpose"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "purpose": {"type": "string", "enum": sorted(PURPOSES)},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+def _safe_filename(name: str) -> str:
+    # Keep the base name only; control characters never reach headers or logs.
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch for ch in base if ch.isprintable()).strip()
+    return cleaned[:255] or "upload"
+
+
+@router.post("", openapi_extra=_UPLOAD_BODY)
+async def upload_file(request: Request, project: ProjectDep, conn: ConnDep) -> dict[str, Any]:
+    settings = request.app.state.settings
+    file_id = new_file_id()
+    blob_key = f"files/{file_id}"
+    blobs = request.app.state.blobs
+    upload = await receive_upload(
+        request, blobs=blobs, blob_key=blob_key, max_bytes=settings.max_upload_bytes
+    )
+    purpose = upload.fields.get("purpose")
+    if purpose not in PURPOSES:
+        blobs.delete(blob_key)
+        raise InvalidRequestError(
+            f"Invalid 'purpose' {purpose!r}; expected one of {', '.join(sorted(PURPOSES))}",
+            param="purpose",
+        )
+    assert upload.sha256 is not None
+    row = await files_db.insert_file(
+        conn,
+        file_id=file_id,
+        project_id=project,
+        filename=_safe_filename(upload.filename or "upload"),
+        purpose=purpose,
+        size=upload.size,
+        sha256=upload.sha256,
+        blob_key=blob_key,
+    )
+    return file_object(row)
+
+
+@router.get("")
+async def list_files(
+    project: ProjectDep,
+    conn: ConnDep,
+    page: PageDep,
+    purpose: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    result = await files_db.list_files(conn, project_id=project, purpose=purpose, page=page)
+    return list_object([file_object(r) for r in result.rows], result.has_more)
+
+
+async def _get(conn: Any, project: str, file_id: str) -> dict[str, Any]:
+    row = await files_db.get_file(conn, project_id=project, file_id=file_id)
+    if row is None:
+        raise NotFoundError(f"No such File object: {file_id}", param="file_id")
+    return row
+
+
+@router.get("/{file_id}")
+async def retrieve_file(file_id: str, project: ProjectDep, conn: ConnDep) -> dict[str, Any]:
+    return file_object(await _get(conn, project, file_id))
+
+
+@router.delete("/{file_id}")
+async def delete_file(
+    file_id: str, request: Request, project: ProjectDep, conn: ConnDep, tasks: BackgroundTasks
+) -> dict[str, Any]:
+    await _get(conn, project, file_id)
+    await cancel_jobs_of_file(request.app.state.queue, conn, file_id=file_id)
+    row = await files_db.delete_file(conn, project_id=project, file_id=file_id)
+    if row is None:
+        raise NotFoundError(f"No such File object: {file_id}", param="file_id")
+    # Removing the bytes is disposable follow-up work: the row is already gone.
+    tasks.add_task(request.app.state.blobs.delete, row["blob_key"])
+    return {"id": file_id, "object": "file", "deleted": True}
+
+
+@router.get("/{file_id}/content")
+async def file_content(
+    file_id: str, request: Request, project: ProjectDep, conn: ConnDep
+) -> FileResponse:
+    row = await _get(conn, project, file_id)
+    return FileResponse(
+        request.app.state.blobs.path(row["blob_key"]),
+        media_type="application/octet-stream",
+        filename=row["filename"],
+    )

@@ -1,0 +1,145 @@
+"""The `prepshelf` command: serve | api | worker. Every flag also reads a PREPSHELF_* variable."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from prepshelf.settings import Settings
+
+log = logging.getLogger("prepshelf")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("PREPSHELF_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {
+        k: v for k, v in {
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+            "data_dir": getattr(args, "data_dir", None),
+            "workers": getattr(args, "workers", None),
+        }.items() if v is not None
+    }
+    return Settings(**overrides)
+
+
+def _load_or_create_key(data_dir: Path) -> tuple[str, bool]:
+    path = data_dir / "api_key"
+    if path.exists():
+        return path.read_text().strip(), False
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = "sk-prepshelf-" + secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key, True
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from prepshelf.embedded import EmbeddedPostgres
+    from prepshelf.store.migrate import apply_migrations
+    from prepshelf.supervisor import Supervisor, child_env
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    embedded = None
+    url = settings.database_url
+    if not url:
+        embedded = EmbeddedPostgres(settings.pg_dir)
+        url = embedded.start()
+    try:
+        apply_migrations(url)
+        keys = settings.api_keys
+        if not keys:
+            key, created = _load_or_create_key(settings.data_dir)
+            keys = [key]
+            print(f"API key ({'new' if created else 'from'} {settings.data_dir / 'api_key'}): "
+                  f"{key}", flush=True)
+        env = child_env(
+            PREPSHELF_DATABASE_URL=url,
+            PREPSHELF_API_KEYS=",".join(keys),
+            PREPSHELF_DATA_DIR=str(settings.data_dir),
+            PREPSHELF_HOST=settings.host,
+            PREPSHELF_PORT=str(settings.port),
+        )
+        print(f"prepshelf serving on http://{settings.host}:{settings.port}/v1 "
+              f"with {settings.workers} worker(s); data in {settings.data_dir}", flush=True)
+        return Supervisor(env, settings.workers).run()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from prepshelf.api.app import create_app
+    from prepshelf.store.migrate import apply_migrations
+
+    settings = _settings(args)
+    if not settings.database_url:
+        print("prepshelf api: set PREPSHELF_DATABASE_URL", file=sys.stderr)
+        return 2
+    if not settings.api_keys:
+        print("prepshelf api: no API keys configured; set PREPSHELF_API_KEYS", file=sys.stderr)
+        return 2
+    apply_migrations(settings.database_url)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level="warning", timeout_graceful_shutdown=5)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from prepshelf.jobs.worker import run_worker
+    from prepshelf.store.migrate import apply_migrations
+
+    settings = _settings(args)
+    if not settings.database_url:
+        print("prepshelf worker: set PREPSHELF_DATABASE_URL", file=sys.stderr)
+        return 2
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    apply_migrations(settings.database_url)
+    asyncio.run(run_worker(settings))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prepshelf", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="embedded PostgreSQL + API + workers on one machine")
+    serve.add_argument("--host", help="bind address [PREPSHELF_HOST, default 127.0.0.1]")
+    serve.add_argument("--port", type=int, help="port [PREPSHELF_PORT, default 8000]")
+    serve.add_argument("--data-dir", type=Path, help="data directory [PREPSHELF_DATA_DIR]")
+    serve.add_argument("--workers", type=int, help="worker processes [PREPSHELF_WORKERS, 1]")
+    serve.set_defaults(func=cmd_serve)
+
+    api = sub.add_parser("api", help="run the API against PREPSHELF_DATABASE_URL")
+    api.add_argument("--host", help="bind address [PREPSHELF_HOST, default 127.0.0.1]")
+    api.add_argument("--port", type=int, help="port [PREPSHELF_PORT, default 8000]")
+    api.add_argument("--data-dir", type=Path, help="data directory (blobs) [PREPSHELF_DATA_DIR]")
+    api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="run one worker against PREPSHELF_DATABASE_URL")
+    worker.add_argument("--data-dir", type=Path, help="data directory (blobs) [PREPSHELF_DATA_DIR]")
+    worker.set_defaults(func=cmd_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _setup_logging()
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code

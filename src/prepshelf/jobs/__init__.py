@@ -1,0 +1,1 @@
+"""The prep shelf: procrastinate queue, job state, the ingest task, the stall sweeper."""

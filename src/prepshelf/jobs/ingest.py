@@ -1,0 +1,266 @@
+"""The ingest job: parse → chunk → embed → index one file of one vector store.
+
+Checkpoints make every step safe to run twice: chunks are stored (without vectors) in one
+transaction before embedding starts, and each embedded batch is written with the job's
+progress in one transaction. A job picked up again continues at the first chunk without a
+vector; an unchanged text is never embedded twice (cache keyed by model + sha256).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from prepshelf.errors import FileProcessingError, InvalidFileError
+from prepshelf.jobs.retry import RequeueJob, backoff_delay
+from prepshelf.pipeline.chunk import ChunkingStrategy, chunk_text
+from prepshelf.pipeline.embed import Embedder
+from prepshelf.pipeline.sandbox import parse_in_subprocess
+from prepshelf.pipeline.tokenizer import load_tokenizer
+from prepshelf.settings import Settings
+from prepshelf.store import chunks as chunks_db
+from prepshelf.store import jobs as jobs_db
+from prepshelf.store.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerResources:
+    """Built once per worker process at start-up."""
+
+    settings: Settings
+    pool: AsyncConnectionPool
+    blobs: BlobStore
+    embedder: Embedder
+    model_dir: Path
+    worker_name: str
+
+
+class JobCancelled(Exception):
+    """The job was cancelled, or its file left the store, while it ran."""
+
+
+class _StageError(Exception):
+    def __init__(self, stage: str, cause: BaseException, **where: Any) -> None:
+        super().__init__(str(cause))
+        self.stage, self.cause, self.where = stage, cause, where
+
+
+async def run_ingest(res: WorkerResources, job_id: str) -> None:
+    async with res.pool.connection() as conn:
+        job = await jobs_db.claim_job(conn, job_id=job_id, worker=res.worker_name)
+        if job is None:
+            # Already final, or cancelled before it started: make sure cancel is complete.
+            await jobs_db.finish_cancelled(conn, job_id=job_id)
+            return
+    try:
+        await _ingest(res, job)
+    except JobCancelled:
+        async with res.pool.connection() as conn:
+            await jobs_db.finish_cancelled(conn, job_id=job_id)
+    except asyncio.CancelledError:
+        # Worker shutting down: the batch in flight was finished; hand the job back at once.
+        async with res.pool.connection() as conn:
+            await jobs_db.release_job(conn, job=job, reason="released: worker shutting down")
+        raise RequeueJob("worker shutting down") from None
+    except _StageError as err:
+        await _handle_failure(res, job, err)
+    except Exception as exc:  # bookkeeping between stages (e.g. the database went away)
+        await _handle_failure(res, job, _StageError(job.get("stage") or "starting", exc))
+
+
+async def _handle_failure(res: WorkerResources, job: dict[str, Any], err: _StageError) -> None:
+    cause = err.cause
+    transient = isinstance(cause, psycopg.OperationalError) or (
+        isinstance(cause, FileProcessingError) and cause.retryable
+    )
+    error = _error_body(job, err, transient=transient)
+    if transient and job["attempts"] < res.settings.max_attempts:
+        delay = backoff_delay(
+            job["attempts"],
+            base_s=res.settings.retry_base_delay_s,
+            max_s=res.settings.retry_max_delay_s,
+            retry_after_s=getattr(cause, "retry_after_s", None),
+        )
+        log.warning("job %s: transient fault, retrying in %.1f s: %s", job["id"], delay,
+                    error["message"])
+        async with res.pool.connection() as conn:
+            await jobs_db.release_job(conn, job=job, reason="retry scheduled", error=error)
+        raise RequeueJob(error["message"], delay)
+    if transient:
+        error["message"] += f" (gave up after {job['attempts']} attempts)"
+    log.error("job %s failed: %s", job["id"], error["message"])
+    async with res.pool.connection() as conn:
+        await jobs_db.finish_failed(conn, job=job, error=error)
+
+
+def _error_body(job: dict[str, Any], err: _StageError, *, transient: bool) -> dict[str, Any]:
+    cause = err.cause
+    if isinstance(cause, FileProcessingError):
+        code, reason = cause.code, cause.message
+    elif transient:
+        code, reason = "server_error", f"database unavailable: {cause}"
+    else:
+        code, reason = "server_error", f"internal error: {type(cause).__name__}: {cause}"
+    filename = job.get("filename") or job.get("file_id")
+    where = "".join(f", {k} {v}" for k, v in err.where.items())
+    return {
+        "code": code,
+        "message": f"{filename}: {err.stage}{where}: {reason}",
+        "stage": err.stage,
+        "file_id": job.get("file_id"),
+        **err.where,
+    }
+
+
+async def _load_context(res: WorkerResources, job: dict[str, Any]) -> dict[str, Any]:
+    async with res.pool.connection() as conn:
+        cur = await conn.execute(
+            """SELECT f.filename, f.blob_key, vsf.chunking_strategy, vs.embedding_model
+               FROM vector_store_files vsf
+               JOIN files f ON f.id = vsf.file_id
+               JOIN vector_stores vs ON vs.id = vsf.vector_store_id
+               WHERE vsf.vector_store_id = %s AND vsf.file_id = %s AND vsf.job_id = %s""",
+            [job["vector_store_id"], job["file_id"], job["id"]],
+        )
+        row = await cur.fetchone()
+    if row is None:
+        raise JobCancelled("the file left the store")
+    return row
+
+
+async def _ingest(res: WorkerResources, job: dict[str, Any]) -> None:
+    ctx = await _load_context(res, job)
+    job["filename"] = ctx["filename"]
+    store_id, file_id = job["vector_store_id"], job["file_id"]
+    if not job["chunks_stored"]:
+        await _parse_and_chunk(res, job, ctx)
+    else:
+        async with res.pool.connection() as conn:
+            await jobs_db.set_stage(conn, job_id=job["id"], stage="embedding")
+    await _embed_all(res, job, ctx["embedding_model"])
+    async with res.pool.connection() as conn:
+        await jobs_db.set_stage(conn, job_id=job["id"], stage="indexing")
+        size = await chunks_db.usage_bytes(conn, store_id=store_id, file_id=file_id)
+        await jobs_db.finish_succeeded(conn, job=job, usage_bytes=size)
+
+
+async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]) -> None:
+    s = res.settings
+    async with res.pool.connection() as conn:
+        await jobs_db.set_stage(conn, job_id=job["id"], stage="parsing")
+    try:
+        doc = await asyncio.to_thread(
+            parse_in_subprocess,
+            res.blobs.path(ctx["blob_key"]),
+            ctx["filename"],
+            timeout_s=s.parse_timeout_s,
+            memory_limit_bytes=s.parse_memory_limit_mb * 1024 * 1024,
+        )
+    except Exception as exc:
+        raise _StageError("parsing", exc) from exc
+
+    async with res.pool.connection() as conn:
+        await jobs_db.set_stage(conn, job_id=job["id"], stage="chunking")
+    static = ctx["chunking_strategy"]["static"]
+    strategy = ChunkingStrategy(
+        max_tokens=static["max_chunk_size_tokens"], overlap_tokens=static["chunk_overlap_tokens"]
+    )
+    try:
+        tokenizer = load_tokenizer(res.model_dir)
+        pieces = await asyncio.to_thread(chunk_text, doc.text, tokenizer, strategy)
+        if not pieces:
+            raise InvalidFileError("no extractable text")
+    except Exception as exc:
+        raise _StageError("chunking", exc) from exc
+
+    rows = [
+        (p.index, p.text, hashlib.sha256(p.text.encode()).digest(), p.token_count) for p in pieces
+    ]
+    try:
+        async with res.pool.connection() as conn, conn.transaction():
+            if await jobs_db.is_cancel_requested(conn, job_id=job["id"]):
+                raise JobCancelled("cancel requested")
+            await chunks_db.replace_chunks(
+                conn, store_id=job["vector_store_id"], file_id=job["file_id"], chunks=rows
+            )
+            await jobs_db.set_stage(
+                conn, job_id=job["id"], stage="embedding", progress_total=len(rows),
+                progress_unit="chunks", chunks_stored=True,
+            )
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise JobCancelled("the file left the store") from exc
+    except psycopg.OperationalError as exc:
+        raise _StageError("chunking", exc) from exc
+
+
+async def _embed_all(res: WorkerResources, job: dict[str, Any], model: str) -> None:
+    store_id, file_id = job["vector_store_id"], job["file_id"]
+    async with res.pool.connection() as conn:
+        done = await chunks_db.count_embedded(conn, store_id=store_id, file_id=file_id)
+    batch_no = done // max(1, res.settings.embed_batch_size)
+    while True:
+        async with res.pool.connection() as conn:
+            rows = await chunks_db.next_unembedded(
+                conn, store_id=store_id, file_id=file_id, limit=res.settings.embed_batch_size
+            )
+        if not rows:
+            return
+        # Finish the batch in flight even when the worker is told to stop: a shutdown then
+        # loses no computed vectors, and the job resumes at the next batch elsewhere.
+        step = asyncio.ensure_future(_embed_batch(res, job, model, rows, done, batch_no))
+        try:
+            cancelled = await asyncio.shield(step)
+        except asyncio.CancelledError:
+            await step
+            raise
+        done += len(rows)
+        batch_no += 1
+        if cancelled:
+            raise JobCancelled("cancel requested")
+
+
+async def _embed_batch(
+    res: WorkerResources, job: dict[str, Any], model: str, rows: list[dict[str, Any]],
+    done: int, batch_no: int,
+) -> bool:
+    store_id, file_id = job["vector_store_id"], job["file_id"]
+    first = rows[0]["chunk_index"]
+    try:
+        digests = [bytes(r["text_sha256"]) for r in rows]
+        async with res.pool.connection() as conn:
+            cached = await chunks_db.cached_embeddings(conn, model=model, digests=digests)
+        missing = [r for r, d in zip(rows, digests, strict=True) if d not in cached]
+        computed: dict[bytes, Any] = {}
+        if missing:
+            vectors = await asyncio.to_thread(res.embedder.embed, [r["text"] for r in missing])
+            computed = {
+                bytes(r["text_sha256"]): v for r, v in zip(missing, vectors, strict=True)
+            }
+        vectors_by_row = [
+            (r["chunk_index"], d, cached.get(d) if d in cached else computed[d])
+            for r, d in zip(rows, digests, strict=True)
+        ]
+        async with res.pool.connection() as conn, conn.transaction():
+            await chunks_db.write_embeddings(
+                conn, store_id=store_id, file_id=file_id, model=model,
+                rows=vectors_by_row, new_digests=set(computed),
+            )
+            return await jobs_db.record_batch(
+                conn, job_id=job["id"], done=done + len(rows),
+                computed=len(missing), cached=len(rows) - len(missing),
+            )
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise JobCancelled("the file left the store") from exc
+    except (JobCancelled, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        raise _StageError("embedding", exc, batch=batch_no, chunk_index=first) from exc

@@ -1,0 +1,81 @@
+"""Finds work abandoned by dead workers and puts it back on the shelf, or ends it.
+
+procrastinate never re-queues a job whose worker died (SIGKILL, OOM, lost host); this sweep
+does, as a periodic task on every worker (the queue runs each tick once). A file that killed
+its worker `max_attempts` times fails with that reason instead of looping.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import procrastinate
+from procrastinate.jobs import Status
+from psycopg_pool import AsyncConnectionPool
+
+from prepshelf.jobs.queue import INGEST_QUEUE
+from prepshelf.settings import Settings
+from prepshelf.store import jobs as jobs_db
+
+log = logging.getLogger(__name__)
+
+_JOB_WITH_FILE = """
+    SELECT j.*, f.filename FROM jobs j LEFT JOIN files f ON f.id = j.file_id WHERE j.id = %s"""
+
+_ORPHANS = """
+    SELECT j.*, f.filename, p.status AS queue_status
+    FROM jobs j
+    JOIN procrastinate_jobs p ON p.id = j.queue_job_id
+    LEFT JOIN files f ON f.id = j.file_id
+    WHERE j.status IN ('queued', 'running')
+      AND p.status IN ('succeeded', 'failed', 'cancelled', 'aborted')"""
+
+
+async def sweep(app: procrastinate.App, pool: AsyncConnectionPool, settings: Settings) -> dict[str, int]:
+    """One pass; returns counts of what it did (for logs and tests)."""
+    requeued = failed = orphans = 0
+    stalled = await app.job_manager.get_stalled_jobs(
+        queue=INGEST_QUEUE, seconds_since_heartbeat=settings.stall_timeout_s
+    )
+    for qjob in stalled:
+        job_id = qjob.task_kwargs.get("job_id")
+        async with pool.connection() as conn:
+            job = await (await conn.execute(_JOB_WITH_FILE, [job_id])).fetchone()
+            if job is None or job["status"] not in ("queued", "running"):
+                await app.job_manager.finish_job(qjob, status=Status.FAILED, delete_job=False)
+                continue
+            if job["attempts"] >= settings.max_attempts:
+                await jobs_db.finish_failed(conn, job=job, error=_died_error(job))
+                await app.job_manager.finish_job(qjob, status=Status.FAILED, delete_job=False)
+                failed += 1
+            else:
+                await jobs_db.release_job(conn, job=job, reason="released: worker lost (no heartbeat)")
+                await app.job_manager.retry_job(qjob)
+                requeued += 1
+    async with pool.connection() as conn:
+        for job in await (await conn.execute(_ORPHANS)).fetchall():
+            await jobs_db.finish_failed(conn, job=job, error={
+                "code": "server_error",
+                "message": f"{job['filename'] or job['file_id']}: {job['stage'] or 'queued'}: "
+                           f"processing ended unexpectedly (queue message {job['queue_status']})",
+                "stage": job["stage"],
+                "file_id": job["file_id"],
+            })
+            orphans += 1
+    if requeued or failed or orphans:
+        log.warning("sweeper: requeued %d, failed %d, orphans %d", requeued, failed, orphans)
+    return {"requeued": requeued, "failed": failed, "orphans": orphans}
+
+
+def _died_error(job: dict[str, Any]) -> dict[str, Any]:
+    stage = job["stage"] or "starting"
+    return {
+        "code": "server_error",
+        "message": (
+            f"{job['filename'] or job['file_id']}: {stage}: the worker processing this file "
+            f"stopped {job['attempts']} times (killed, out of memory or crashed); giving up"
+        ),
+        "stage": stage,
+        "file_id": job["file_id"],
+    }

@@ -1,0 +1,86 @@
+"""The parse stage: bytes on disk -> normalised plain text, or a precise FileProcessingError.
+
+Pure and synchronous; run it through `sandbox.parse_in_subprocess` for untrusted files
+(PDFium is native code and not thread-safe; hostile files can exhaust memory or hang).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from prepshelf.errors import FileProcessingError, InvalidFileError, UnsupportedFileError
+from prepshelf.pipeline.formats import Extracted
+from prepshelf.pipeline.formats.html import extract_html
+from prepshelf.pipeline.formats.office import extract_docx, extract_pptx
+from prepshelf.pipeline.formats.pdf import extract_pdf
+from prepshelf.pipeline.formats.text import extract_text
+from prepshelf.pipeline.sniff import ARCHIVE_KINDS, sniff_file
+
+
+@dataclass(frozen=True)
+class ParsedDocument:
+    text: str  # extracted text, NUL-free, normalised whitespace
+    kind: str  # the sniffed kind
+    pages: int | None  # PDF/PPTX page/slide count where known
+    encoding: str | None  # detected text encoding for text kinds
+
+
+_EXTRACTORS: dict[str, Callable[[Path], Extracted]] = {
+    "pdf": extract_pdf,
+    "docx": extract_docx,
+    "pptx": extract_pptx,
+    "html": extract_html,
+    "markdown": extract_text,
+    "text": extract_text,
+    "csv": extract_text,
+    "json": extract_text,
+}
+_BLANK = "no extractable text (the document is blank or whitespace only)"
+_MAX_ERROR_DETAIL = 200
+
+
+def parse_file(path: Path, filename: str) -> ParsedDocument:
+    """Extract the text of the file at `path`; `filename` is the user's name for it.
+
+    Raises UnsupportedFileError for types we do not read and InvalidFileError for broken,
+    empty, encrypted or text-less files. Messages never contain the file name.
+    """
+    kind = sniff_file(path, filename)
+    if kind in ARCHIVE_KINDS:
+        raise UnsupportedFileError("archives are not supported yet")
+    extractor = _EXTRACTORS.get(kind)
+    if extractor is None:
+        raise UnsupportedFileError(f"{kind.upper()} files are not supported yet")
+    try:
+        extracted = extractor(path)
+    except (FileProcessingError, MemoryError):
+        raise  # already precise / the sandbox reports memory exhaustion itself
+    except Exception as exc:
+        detail = str(exc)[:_MAX_ERROR_DETAIL]
+        message = f"corrupt or unreadable {kind.upper()}: {type(exc).__name__}: {detail}"
+        raise InvalidFileError(message) from exc
+    text = normalise_text(extracted.text)
+    if not text:
+        raise InvalidFileError(extracted.empty_reason or _BLANK)
+    return ParsedDocument(text=text, kind=kind, pages=extracted.pages, encoding=extracted.encoding)
+
+
+_LINE_BREAKS = re.compile(r"\r\n?|[\x0b\x0c\x85\u2028\u2029]")
+# C0 controls except \t and \n (\r, \v, \f are line breaks by now), DEL, stray BOMs and
+# non-characters.
+_CONTROLS = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ufeff\ufffe\uffff]")
+_BLANKS = re.compile(r"[ \t]+")
+_EDGE_SPACE = re.compile(r" ?\n ?")
+_MANY_NEWLINES = re.compile(r"\n{3,}")
+
+
+def normalise_text(text: str) -> str:
+    """Canonical whitespace: \\n line ends, single spaces, at most one blank line, no controls."""
+    # Lone surrogates (from lenient decoders) would break UTF-8 encoding downstream.
+    text = text.encode("utf-8", errors="replace").decode("utf-8")
+    text = _CONTROLS.sub("", _LINE_BREAKS.sub("\n", text))
+    text = _EDGE_SPACE.sub("\n", _BLANKS.sub(" ", text))
+    return _MANY_NEWLINES.sub("\n\n", text).strip()

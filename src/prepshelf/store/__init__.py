@@ -1,0 +1,1 @@
+"""Persistence: PostgreSQL schema, migrations and queries; blob storage."""

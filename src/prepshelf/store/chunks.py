@@ -1,0 +1,101 @@
+"""Chunk rows, the embedding cache and vector search."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from psycopg import AsyncConnection
+
+Row = dict[str, Any]
+
+
+async def replace_chunks(
+    conn: AsyncConnection[Any],
+    *,
+    store_id: str,
+    file_id: str,
+    chunks: Sequence[tuple[int, str, bytes, int]],
+) -> None:
+    """Store a file's chunks (index, text, sha256, tokens) without embeddings, replacing any.
+
+    Runs inside the caller's transaction; COPY keeps a 3,000-chunk file to one round trip.
+    """
+    await conn.execute(
+        "DELETE FROM chunks WHERE vector_store_id = %s AND file_id = %s", [store_id, file_id]
+    )
+    async with conn.cursor() as cur, cur.copy(
+        "COPY chunks (vector_store_id, file_id, chunk_index, text, text_sha256, token_count) "
+        "FROM STDIN"
+    ) as copy:
+        for index, text, digest, tokens in chunks:
+            await copy.write_row((store_id, file_id, index, text, digest, tokens))
+
+
+async def next_unembedded(
+    conn: AsyncConnection[Any], *, store_id: str, file_id: str, limit: int
+) -> list[Row]:
+    cur = await conn.execute(
+        """SELECT chunk_index, text, text_sha256 FROM chunks
+           WHERE vector_store_id = %s AND file_id = %s AND embedding IS NULL
+           ORDER BY chunk_index LIMIT %s""",
+        [store_id, file_id, limit],
+    )
+    return await cur.fetchall()
+
+
+async def count_embedded(conn: AsyncConnection[Any], *, store_id: str, file_id: str) -> int:
+    cur = await conn.execute(
+        """SELECT count(*) AS n FROM chunks WHERE vector_store_id = %s AND file_id = %s
+           AND embedding IS NOT NULL""",
+        [store_id, file_id],
+    )
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def usage_bytes(conn: AsyncConnection[Any], *, store_id: str, file_id: str) -> int:
+    cur = await conn.execute(
+        """SELECT coalesce(sum(octet_length(text)), 0)::bigint AS n FROM chunks
+           WHERE vector_store_id = %s AND file_id = %s""",
+        [store_id, file_id],
+    )
+    row = await cur.fetchone()
+    return int(row["n"]) if row else 0
+
+
+async def cached_embeddings(
+    conn: AsyncConnection[Any], *, model: str, digests: Sequence[bytes]
+) -> dict[bytes, np.ndarray]:
+    cur = await conn.execute(
+        "SELECT text_sha256, embedding FROM embedding_cache WHERE model = %s "
+        "AND text_sha256 = ANY(%s)",
+        [model, list(digests)],
+    )
+    return {bytes(r["text_sha256"]): r["embedding"] for r in await cur.fetchall()}
+
+
+async def write_embeddings(
+    conn: AsyncConnection[Any],
+    *,
+    store_id: str,
+    file_id: str,
+    model: str,
+    rows: Sequence[tuple[int, bytes, np.ndarray]],
+    new_digests: set[bytes],
+) -> None:
+    """Set embeddings for (chunk_index, sha256, vector) rows; cache the newly computed ones."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            """UPDATE chunks SET embedding = %s
+               WHERE vector_store_id = %s AND file_id = %s AND chunk_index = %s""",
+            [(vec, store_id, file_id, index) for index, _, vec in rows],
+        )
+        fresh = {digest: vec for _, digest, vec in rows if digest in new_digests}
+        if fresh:
+            await cur.executemany(
+                """INSERT INTO embedding_cache (model, text_sha256, embedding) VALUES (%s, %s, %s)
+                   ON CONFLICT DO NOTHING""",
+                [(model, digest, vec) for digest, vec in fresh.items()],
+            )

@@ -1,0 +1,67 @@
+"""Queries on uploaded files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from prepshelf.store.pages import Page, PageRequest, fetch_page
+
+Row = dict[str, Any]
+
+
+async def insert_file(
+    conn: AsyncConnection[Any],
+    *,
+    file_id: str,
+    project_id: str,
+    filename: str,
+    purpose: str,
+    size: int,
+    sha256: str,
+    blob_key: str,
+) -> Row:
+    cur = await conn.execute(
+        """INSERT INTO files (id, project_id, filename, purpose, bytes, sha256, blob_key)
+           VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *""",
+        [file_id, project_id, filename, purpose, size, sha256, blob_key],
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def get_file(conn: AsyncConnection[Any], *, project_id: str, file_id: str) -> Row | None:
+    cur = await conn.execute(
+        "SELECT * FROM files WHERE id = %s AND project_id = %s", [file_id, project_id]
+    )
+    return await cur.fetchone()
+
+
+async def list_files(
+    conn: AsyncConnection[Any], *, project_id: str, purpose: str | None, page: PageRequest
+) -> Page:
+    where, params = "project_id = %s", [project_id]
+    if purpose:
+        where += " AND purpose = %s"
+        params.append(purpose)
+    return await fetch_page(
+        conn,
+        select="SELECT * FROM files",
+        where=where,
+        params=params,
+        key_created="created_at",
+        key_id="id",
+        cursor_lookup="SELECT created_at FROM files WHERE project_id = %s AND id = %s",
+        cursor_params=[project_id],
+        page=page,
+    )
+
+
+async def delete_file(conn: AsyncConnection[Any], *, project_id: str, file_id: str) -> Row | None:
+    """Delete the file; its store memberships and chunks go with it (ON DELETE CASCADE)."""
+    cur = await conn.execute(
+        "DELETE FROM files WHERE id = %s AND project_id = %s RETURNING *", [file_id, project_id]
+    )
+    return await cur.fetchone()

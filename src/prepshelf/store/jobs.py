@@ -1,0 +1,213 @@
+"""Job rows and their state transitions.
+
+Every transition that a client can observe updates the job and its vector-store file in one
+transaction, so a job and the file it serves never disagree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+Row = dict[str, Any]
+
+# Close the running stage's timer: stage_durations[stage] += now - stage_started_at.
+_CLOSE_STAGE = """
+    stage_durations = CASE WHEN stage IS NULL OR stage_started_at IS NULL THEN stage_durations
+        ELSE jsonb_set(stage_durations, ARRAY[stage], to_jsonb(round((
+            coalesce((stage_durations->>stage)::numeric, 0)
+            + extract(epoch FROM clock_timestamp() - stage_started_at))::numeric, 3)))
+        END"""
+
+
+async def create_ingest_job(
+    conn: AsyncConnection[Any],
+    *,
+    job_id: str,
+    project_id: str,
+    store_id: str,
+    file_id: str,
+    batch_id: str | None,
+) -> None:
+    await conn.execute(
+        """INSERT INTO jobs (id, project_id, kind, status, vector_store_id, file_id, batch_id)
+           VALUES (%s, %s, 'ingest_file', 'queued', %s, %s, %s)""",
+        [job_id, project_id, store_id, file_id, batch_id],
+    )
+
+
+async def set_queue_job_ids(conn: AsyncConnection[Any], pairs: list[tuple[str, int]]) -> None:
+    async with conn.cursor() as cur:
+        await cur.executemany("UPDATE jobs SET queue_job_id = %s WHERE id = %s",
+                              [(qid, jid) for jid, qid in pairs])
+
+
+async def get_job(conn: AsyncConnection[Any], *, job_id: str, project_id: str | None = None) -> Row | None:
+    query = "SELECT * FROM jobs WHERE id = %s"
+    args: list[Any] = [job_id]
+    if project_id is not None:
+        query += " AND project_id = %s"
+        args.append(project_id)
+    return await (await conn.execute(query, args)).fetchone()
+
+
+async def claim_job(conn: AsyncConnection[Any], *, job_id: str, worker: str) -> Row | None:
+    """Mark the job running on this worker; None when it is already final (nothing to do)."""
+    cur = await conn.execute(
+        """UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = %s,
+                  heartbeat_at = clock_timestamp(),
+                  started_at = coalesce(started_at, clock_timestamp()),
+                  stage_started_at = CASE WHEN stage IS NULL THEN NULL ELSE clock_timestamp() END
+           WHERE id = %s AND status IN ('queued', 'running') AND NOT cancel_requested
+           RETURNING *""",
+        [worker, job_id],
+    )
+    return await cur.fetchone()
+
+
+async def set_stage(
+    conn: AsyncConnection[Any],
+    *,
+    job_id: str,
+    stage: str,
+    progress_total: int | None = None,
+    progress_unit: str | None = None,
+    chunks_stored: bool | None = None,
+) -> None:
+    await conn.execute(
+        f"""UPDATE jobs SET {_CLOSE_STAGE}, stage = %s, stage_started_at = clock_timestamp(),
+                  progress_total = coalesce(%s, progress_total),
+                  progress_unit = coalesce(%s, progress_unit),
+                  chunks_stored = coalesce(%s, chunks_stored),
+                  heartbeat_at = clock_timestamp()
+            WHERE id = %s""",
+        [stage, progress_total, progress_unit, chunks_stored, job_id],
+    )
+
+
+async def record_batch(
+    conn: AsyncConnection[Any],
+    *,
+    job_id: str,
+    done: int,
+    computed: int,
+    cached: int,
+) -> bool:
+    """Advance progress after a batch is written; returns True when cancel was requested."""
+    cur = await conn.execute(
+        """UPDATE jobs SET progress_done = %s,
+                  batches_embedded = batches_embedded + (CASE WHEN %s > 0 THEN 1 ELSE 0 END),
+                  batches_reused = batches_reused + (CASE WHEN %s = 0 THEN 1 ELSE 0 END),
+                  embeddings_computed = embeddings_computed + %s,
+                  embeddings_cached = embeddings_cached + %s,
+                  heartbeat_at = clock_timestamp()
+           WHERE id = %s RETURNING cancel_requested""",
+        [done, computed, computed, computed, cached, job_id],
+    )
+    row = await cur.fetchone()
+    return bool(row and row["cancel_requested"])
+
+
+async def is_cancel_requested(conn: AsyncConnection[Any], *, job_id: str) -> bool:
+    row = await (await conn.execute(
+        "SELECT cancel_requested FROM jobs WHERE id = %s", [job_id])).fetchone()
+    return row is None or bool(row["cancel_requested"])
+
+
+def _attempt_entry(job: Row, outcome: str, error: dict[str, Any] | None) -> Jsonb:
+    return Jsonb([{
+        "attempt": job["attempts"],
+        "worker": job.get("worker"),
+        "outcome": outcome,
+        "error": error,
+    }])
+
+
+async def finish_succeeded(conn: AsyncConnection[Any], *, job: Row, usage_bytes: int) -> None:
+    async with conn.transaction():
+        await conn.execute(
+            f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'succeeded', stage = NULL,
+                      stage_started_at = NULL, error = NULL, finished_at = clock_timestamp(),
+                      attempt_log = attempt_log || %s
+                WHERE id = %s""",
+            [_attempt_entry(job, "succeeded", None), job["id"]],
+        )
+        await conn.execute(
+            """UPDATE vector_store_files SET status = 'completed', last_error = NULL,
+                      usage_bytes = %s WHERE job_id = %s""",
+            [usage_bytes, job["id"]],
+        )
+
+
+async def finish_failed(conn: AsyncConnection[Any], *, job: Row, error: dict[str, Any]) -> None:
+    """Fail the job; `error` holds code, message, stage and, where known, chunk/batch."""
+    async with conn.transaction():
+        await conn.execute(
+            f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'failed', error = %s,
+                      stage_started_at = NULL, finished_at = clock_timestamp(),
+                      attempt_log = attempt_log || %s
+                WHERE id = %s""",
+            [Jsonb(error), _attempt_entry(job, "failed", error), job["id"]],
+        )
+        await conn.execute(
+            """UPDATE vector_store_files SET status = 'failed', last_error = %s
+               WHERE job_id = %s""",
+            [Jsonb({"code": error["code"], "message": error["message"]}), job["id"]],
+        )
+        await conn.execute(
+            "DELETE FROM chunks c USING jobs j WHERE j.id = %s "
+            "AND c.vector_store_id = j.vector_store_id AND c.file_id = j.file_id",
+            [job["id"]],
+        )
+
+
+async def finish_cancelled(conn: AsyncConnection[Any], *, job_id: str) -> None:
+    """Cancel the job and its file; chunks written so far leave search with it.
+
+    Idempotent: a worker that finds its job already cancelled still clears what it wrote.
+    """
+    async with conn.transaction():
+        await conn.execute(
+            f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'cancelled', stage_started_at = NULL,
+                      finished_at = clock_timestamp()
+                WHERE id = %s AND status IN ('queued', 'running')""",
+            [job_id],
+        )
+        await conn.execute(
+            "UPDATE vector_store_files SET status = 'cancelled' WHERE job_id = %s", [job_id]
+        )
+        await conn.execute(
+            "DELETE FROM chunks c USING jobs j WHERE j.id = %s AND j.status = 'cancelled' "
+            "AND c.vector_store_id = j.vector_store_id AND c.file_id = j.file_id",
+            [job_id],
+        )
+
+
+async def release_job(conn: AsyncConnection[Any], *, job: Row, reason: str,
+                      error: dict[str, Any] | None = None) -> None:
+    """Hand a running job back to the queue (shutdown, transient fault); progress is kept."""
+    await conn.execute(
+        f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'queued', stage_started_at = NULL,
+                  worker = NULL, attempt_log = attempt_log || %s, error = coalesce(%s, error)
+            WHERE id = %s AND status = 'running'""",
+        [_attempt_entry(job, reason, error), Jsonb(error) if error else None, job["id"]],
+    )
+
+
+async def request_cancel(conn: AsyncConnection[Any], *, job_ids: list[str]) -> list[int]:
+    """Cancel queued jobs at once and flag running ones; return queue ids of the queued ones."""
+    if not job_ids:
+        return []
+    cur = await conn.execute(
+        """UPDATE jobs SET cancel_requested = true WHERE id = ANY(%s)
+              AND status IN ('queued', 'running')
+           RETURNING id, status, queue_job_id""",
+        [job_ids],
+    )
+    rows = await cur.fetchall()
+    queued = [r for r in rows if r["status"] == "queued"]
+    for r in queued:
+        await finish_cancelled(conn, job_id=r["id"])
+    return [r["queue_job_id"] for r in queued if r["queue_job_id"] is not None]

@@ -1,0 +1,228 @@
+"""Queries on vector stores, their files and file batches.
+
+File counts are computed from `vector_store_files` at read time, never kept as counters, so
+they are exact at every moment: the SDK's batch poll loops while `in_progress > 0`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from prepshelf.store.pages import Page, PageRequest, fetch_page
+
+Row = dict[str, Any]
+
+_COUNTS = """
+    count(*) FILTER (WHERE status = 'in_progress') AS in_progress,
+    count(*) FILTER (WHERE status = 'completed') AS completed,
+    count(*) FILTER (WHERE status = 'failed') AS failed,
+    count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+    count(*) AS total"""
+
+_STORE_SELECT = f"""
+    SELECT vs.*, c.in_progress, c.completed, c.failed, c.cancelled, c.total, c.usage_bytes
+    FROM vector_stores vs
+    CROSS JOIN LATERAL (
+        SELECT {_COUNTS}, coalesce(sum(usage_bytes), 0)::bigint AS usage_bytes
+        FROM vector_store_files WHERE vector_store_id = vs.id) c"""
+
+
+async def create_store(
+    conn: AsyncConnection[Any],
+    *,
+    store_id: str,
+    project_id: str,
+    name: str | None,
+    description: str | None,
+    metadata: dict[str, str] | None,
+    expires_after: dict[str, Any] | None,
+    embedding_model: str,
+    dimensions: int,
+) -> None:
+    await conn.execute(
+        """INSERT INTO vector_stores (id, project_id, name, description, metadata, expires_after,
+                                      expires_at, embedding_model, dimensions)
+           VALUES (%s, %s, %s, %s, %s, %s,
+                   CASE WHEN %s::int IS NULL THEN NULL
+                        ELSE clock_timestamp() + make_interval(days => %s::int) END,
+                   %s, %s)""",
+        [
+            store_id,
+            project_id,
+            name,
+            description,
+            Jsonb(metadata or {}),
+            Jsonb(expires_after) if expires_after else None,
+            expires_after["days"] if expires_after else None,
+            expires_after["days"] if expires_after else None,
+            embedding_model,
+            dimensions,
+        ],
+    )
+
+
+async def get_store(conn: AsyncConnection[Any], *, project_id: str, store_id: str) -> Row | None:
+    cur = await conn.execute(
+        f"{_STORE_SELECT} WHERE vs.id = %s AND vs.project_id = %s", [store_id, project_id]
+    )
+    return await cur.fetchone()
+
+
+async def list_stores(conn: AsyncConnection[Any], *, project_id: str, page: PageRequest) -> Page:
+    return await fetch_page(
+        conn,
+        select=_STORE_SELECT,
+        where="vs.project_id = %s",
+        params=[project_id],
+        key_created="vs.created_at",
+        key_id="vs.id",
+        cursor_lookup="SELECT created_at FROM vector_stores WHERE project_id = %s AND id = %s",
+        cursor_params=[project_id],
+        page=page,
+    )
+
+
+async def update_store(
+    conn: AsyncConnection[Any],
+    *,
+    project_id: str,
+    store_id: str,
+    fields: dict[str, Any],
+) -> bool:
+    sets, args = [], []
+    if "name" in fields:
+        sets.append("name = %s")
+        args.append(fields["name"])
+    if "metadata" in fields:
+        sets.append("metadata = %s")
+        args.append(Jsonb(fields["metadata"] or {}))
+    if "expires_after" in fields:
+        exp = fields["expires_after"]
+        sets.append("expires_after = %s")
+        args.append(Jsonb(exp) if exp else None)
+        sets.append("expires_at = CASE WHEN %s::int IS NULL THEN NULL "
+                    "ELSE last_active_at + make_interval(days => %s::int) END")
+        days = exp["days"] if exp else None
+        args += [days, days]
+    if not sets:
+        cur = await conn.execute(
+            "SELECT 1 FROM vector_stores WHERE id = %s AND project_id = %s", [store_id, project_id]
+        )
+        return await cur.fetchone() is not None
+    cur = await conn.execute(
+        f"UPDATE vector_stores SET {', '.join(sets)} WHERE id = %s AND project_id = %s",
+        [*args, store_id, project_id],
+    )
+    return cur.rowcount == 1
+
+
+async def delete_store(conn: AsyncConnection[Any], *, project_id: str, store_id: str) -> bool:
+    cur = await conn.execute(
+        "DELETE FROM vector_stores WHERE id = %s AND project_id = %s", [store_id, project_id]
+    )
+    return cur.rowcount == 1
+
+
+async def touch_store(conn: AsyncConnection[Any], store_id: str) -> None:
+    await conn.execute(
+        """UPDATE vector_stores SET last_active_at = clock_timestamp(),
+               expires_at = CASE WHEN expires_after IS NULL THEN NULL
+                   ELSE clock_timestamp() + make_interval(days => (expires_after->>'days')::int) END
+           WHERE id = %s""",
+        [store_id],
+    )
+
+
+# --- files in a store ------------------------------------------------------------------
+
+_VSF_SELECT = """
+    SELECT vsf.*, f.filename, f.bytes AS file_bytes
+    FROM vector_store_files vsf JOIN files f ON f.id = vsf.file_id"""
+
+
+async def get_store_file(
+    conn: AsyncConnection[Any], *, store_id: str, file_id: str
+) -> Row | None:
+    cur = await conn.execute(
+        f"{_VSF_SELECT} WHERE vsf.vector_store_id = %s AND vsf.file_id = %s", [store_id, file_id]
+    )
+    return await cur.fetchone()
+
+
+async def list_store_files(
+    conn: AsyncConnection[Any],
+    *,
+    store_id: str,
+    batch_id: str | None,
+    status: str | None,
+    page: PageRequest,
+) -> Page:
+    where, params = "vsf.vector_store_id = %s", [store_id]
+    if batch_id:
+        where += " AND vsf.batch_id = %s"
+        params.append(batch_id)
+    if status:
+        where += " AND vsf.status = %s"
+        params.append(status)
+    return await fetch_page(
+        conn,
+        select=_VSF_SELECT,
+        where=where,
+        params=params,
+        key_created="vsf.created_at",
+        key_id="vsf.file_id",
+        cursor_lookup=(
+            "SELECT created_at FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s"
+        ),
+        cursor_params=[store_id],
+        page=page,
+    )
+
+
+async def update_store_file_attributes(
+    conn: AsyncConnection[Any], *, store_id: str, file_id: str, attributes: dict[str, Any]
+) -> bool:
+    cur = await conn.execute(
+        "UPDATE vector_store_files SET attributes = %s WHERE vector_store_id = %s AND file_id = %s",
+        [Jsonb(attributes), store_id, file_id],
+    )
+    return cur.rowcount == 1
+
+
+async def delete_store_file(conn: AsyncConnection[Any], *, store_id: str, file_id: str) -> Row | None:
+    """Remove the file from the store; its chunks leave search in the same statement."""
+    cur = await conn.execute(
+        "DELETE FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s RETURNING *",
+        [store_id, file_id],
+    )
+    return await cur.fetchone()
+
+
+# --- batches -------------------------------------------------------------------------
+
+async def create_batch(conn: AsyncConnection[Any], *, batch_id: str, store_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO file_batches (id, vector_store_id) VALUES (%s, %s)", [batch_id, store_id]
+    )
+
+
+async def get_batch(conn: AsyncConnection[Any], *, store_id: str, batch_id: str) -> Row | None:
+    cur = await conn.execute(
+        f"""SELECT b.*, c.* FROM file_batches b
+            CROSS JOIN LATERAL (SELECT {_COUNTS} FROM vector_store_files
+                                WHERE batch_id = b.id) c
+            WHERE b.id = %s AND b.vector_store_id = %s""",
+        [batch_id, store_id],
+    )
+    return await cur.fetchone()
+
+
+async def mark_batch_cancel_requested(conn: AsyncConnection[Any], *, batch_id: str) -> None:
+    await conn.execute(
+        "UPDATE file_batches SET cancel_requested_at = coalesce(cancel_requested_at, "
+        "clock_timestamp()) WHERE id = %s",
+        [batch_id],
+    )

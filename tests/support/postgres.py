@@ -1,0 +1,47 @@
+"""One embedded PostgreSQL per test session; a fresh database per test module.
+
+The schema is migrated once into a template database, and each module's database is a
+clone of it (CREATE DATABASE … TEMPLATE), which takes milliseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from prepshelf.embedded import EmbeddedPostgres
+from prepshelf.store.migrate import apply_migrations
+
+TEMPLATE = "prepshelf_template"
+
+
+class TestPostgres:
+    def __init__(self, root: Path) -> None:
+        self._embedded = EmbeddedPostgres(root / "postgres")
+        self.admin_url = ""
+
+    def start(self) -> TestPostgres:
+        self.admin_url = self._embedded.start()
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE}")
+            conn.execute(f"CREATE DATABASE {TEMPLATE}")
+        apply_migrations(self.url(TEMPLATE))
+        return self
+
+    def url(self, dbname: str) -> str:
+        return make_conninfo(self.admin_url, dbname=dbname)
+
+    def new_database(self) -> str:
+        name = "t_" + secrets.token_hex(6)
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE}")
+        return self.url(name)
+
+    def stop(self) -> None:
+        if os.environ.get("PREPSHELF_KEEP_TEST_DB"):
+            return
+        self._embedded.stop()

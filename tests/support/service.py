@@ -1,0 +1,128 @@
+"""Start the real service for tests: `prepshelf api` and `prepshelf worker` processes.
+
+Servers bind 127.0.0.1 on free ports and are stopped at the end; their logs go to files in
+the test's temporary directory and are printed when a start fails.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from psycopg.rows import dict_row
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREPSHELF_")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PREPSHELF_LOG_LEVEL="INFO")
+    env.update(overrides)
+    return env
+
+
+class Service:
+    """One API process and N worker processes sharing a database and a data dir."""
+
+    def __init__(self, database_url: str, data_dir: Path, *, workers: int = 1,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.database_url = database_url
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.api_key = "sk-test-" + secrets.token_hex(8)
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.env = base_env(
+            PREPSHELF_DATABASE_URL=database_url,
+            PREPSHELF_DATA_DIR=str(data_dir),
+            PREPSHELF_API_KEYS=self.api_key,
+            PREPSHELF_PORT=str(self.port),
+            PREPSHELF_POLL_AFTER_MS="200",
+            **(extra_env or {}),
+        )
+        self.api: subprocess.Popen[bytes] | None = None
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self._n_workers = workers
+        self._log_seq = 0
+        data_dir.mkdir(parents=True, exist_ok=True)
+
+    # --- processes -------------------------------------------------------------------
+
+    def _spawn(self, role: str) -> subprocess.Popen[bytes]:
+        self._log_seq += 1
+        log = open(self.data_dir / f"{role}-{self._log_seq}.log", "wb")  # noqa: SIM115
+        return subprocess.Popen(
+            [sys.executable, "-m", "prepshelf", role], env=self.env, stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def start(self) -> Service:
+        self.api = self._spawn("api")
+        for _ in range(self._n_workers):
+            self.workers.append(self._spawn("worker"))
+        self.wait_ready(min_workers=self._n_workers)
+        return self
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        proc = self._spawn("worker")
+        self.workers.append(proc)
+        return proc
+
+    def wait_ready(self, *, min_workers: int = 1, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                body = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).json()
+                # Each worker process registers two sub-workers (ingest + maintenance).
+                if body.get("live_workers", 0) >= 2 * min_workers:
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            if self.api is not None and self.api.poll() is not None:
+                break
+            time.sleep(0.3)
+        raise RuntimeError(f"service did not become ready:\n{self.logs()}")
+
+    def stop(self) -> None:
+        procs = [p for p in [*self.workers, self.api] if p is not None and p.poll() is None]
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"==== {p.name}\n{p.read_text(errors='replace')[-6000:]}"
+            for p in sorted(self.data_dir.glob("*.log"))
+        )
+
+    # --- clients ---------------------------------------------------------------------
+
+    def openai(self, **kwargs: Any) -> Any:
+        import openai
+
+        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
+                             **kwargs)
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}",
+                            headers={"Authorization": f"Bearer {self.api_key}"}, timeout=60)
+
+    def db(self) -> psycopg.Connection[dict[str, Any]]:
+        return psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row)
