@@ -24,12 +24,14 @@ def _setup_logging() -> None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides = {
-        k: v for k, v in {
+        k: v
+        for k, v in {
             "host": getattr(args, "host", None),
             "port": getattr(args, "port", None),
             "data_dir": getattr(args, "data_dir", None),
             "workers": getattr(args, "workers", None),
-        }.items() if v is not None
+        }.items()
+        if v is not None
     }
     return Settings(**overrides)
 
@@ -64,17 +66,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not keys:
             key, created = _load_or_create_key(settings.data_dir)
             keys = [key]
-            print(f"API key ({'new' if created else 'from'} {settings.data_dir / 'api_key'}): "
-                  f"{key}", flush=True)
+            print(
+                f"API key ({'new' if created else 'from'} {settings.data_dir / 'api_key'}): {key}",
+                flush=True,
+            )
+        # Split the cores between worker processes instead of oversubscribing them.
+        threads = settings.torch_threads or max(1, (os.cpu_count() or 1) // settings.workers)
         env = child_env(
+            PREPSHELF_TORCH_THREADS=str(threads),
             PREPSHELF_DATABASE_URL=url,
             PREPSHELF_API_KEYS=",".join(keys),
             PREPSHELF_DATA_DIR=str(settings.data_dir),
             PREPSHELF_HOST=settings.host,
             PREPSHELF_PORT=str(settings.port),
         )
-        print(f"prepshelf serving on http://{settings.host}:{settings.port}/v1 "
-              f"with {settings.workers} worker(s); data in {settings.data_dir}", flush=True)
+        print(
+            f"prepshelf serving on http://{settings.host}:{settings.port}/v1 "
+            f"with {settings.workers} worker(s); data in {settings.data_dir}",
+            flush=True,
+        )
         return Supervisor(env, settings.workers).run()
     finally:
         if embedded is not None:
@@ -95,8 +105,13 @@ def cmd_api(args: argparse.Namespace) -> int:
         print("prepshelf api: no API keys configured; set PREPSHELF_API_KEYS", file=sys.stderr)
         return 2
     apply_migrations(settings.database_url)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="warning", timeout_graceful_shutdown=5)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
     return 0
 
 

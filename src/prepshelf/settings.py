@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 import platformdirs
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 
 def _default_data_dir() -> Path:
@@ -19,7 +19,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PREPSHELF_", extra="ignore")
 
     # Where things live.
-    data_dir: Path = Field(default_factory=_default_data_dir, description="Blobs, keys, embedded DB")
+    data_dir: Path = Field(
+        default_factory=_default_data_dir, description="Blobs, keys, embedded DB"
+    )
     database_url: str | None = Field(
         default=None, description="External PostgreSQL with pgvector; unset = embedded server"
     )

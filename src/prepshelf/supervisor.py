@@ -68,8 +68,9 @@ class Supervisor:
         worker.restarts = [t for t in worker.restarts if now - t < 60] + [now]
         # Back off when a worker keeps dying, so a broken setup does not spin the CPU.
         delay = min(30.0, 0.5 * 2 ** (len(worker.restarts) - 1))
-        log.warning("%s exited with %s; restarting in %.1f s", worker.role,
-                    worker.proc.returncode, delay)
+        log.warning(
+            "%s exited with %s; restarting in %.1f s", worker.role, worker.proc.returncode, delay
+        )
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline and not self._stopping:
             time.sleep(0.1)

@@ -7,6 +7,7 @@ import io
 
 import openai
 import pytest
+
 from support.service import Service
 
 
@@ -55,15 +56,22 @@ def test_bad_cursor_is_400_naming_after(service: Service) -> None:
     assert response.json()["error"]["param"] == "after"
 
 
-def test_upload_over_limit_is_413(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
-    svc = Service(database_url, tmp_path_factory.mktemp("small"), workers=0,
-                  extra_env={"PREPSHELF_MAX_UPLOAD_BYTES": "1000"})
+def test_upload_over_limit_is_413(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    svc = Service(
+        database_url,
+        tmp_path_factory.mktemp("small"),
+        workers=0,
+        extra_env={"PREPSHELF_MAX_UPLOAD_BYTES": "1000"},
+    )
     svc.api = svc._spawn("api")
     try:
         svc.wait_ready(min_workers=0)
         with pytest.raises(openai.APIStatusError) as info:
-            svc.openai().files.create(file=("big.bin", io.BytesIO(b"x" * 5000)),
-                                      purpose="assistants")
+            svc.openai().files.create(
+                file=("big.bin", io.BytesIO(b"x" * 5000)), purpose="assistants"
+            )
         assert info.value.status_code == 413
         assert "limit" in info.value.message
         # Nothing half-written stays behind.
@@ -74,8 +82,9 @@ def test_upload_over_limit_is_413(database_url: str, tmp_path_factory: pytest.Te
 
 def test_bad_purpose_and_missing_file_are_400(service: Service) -> None:
     with service.http() as http:
-        bad_purpose = http.post("/v1/files", files={"file": ("a.txt", b"x")},
-                                data={"purpose": "nonsense"})
+        bad_purpose = http.post(
+            "/v1/files", files={"file": ("a.txt", b"x")}, data={"purpose": "nonsense"}
+        )
         no_file = http.post("/v1/files", data={"purpose": "assistants"})
         not_multipart = http.post("/v1/files", json={"purpose": "assistants"})
     assert bad_purpose.status_code == 400 and bad_purpose.json()["error"]["param"] == "purpose"

@@ -37,8 +37,14 @@ def base_env(**overrides: str) -> dict[str, str]:
 class Service:
     """One API process and N worker processes sharing a database and a data dir."""
 
-    def __init__(self, database_url: str, data_dir: Path, *, workers: int = 1,
-                 extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        data_dir: Path,
+        *,
+        workers: int = 1,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.database_url = database_url
         self.data_dir = data_dir
         self.port = free_port()
@@ -64,7 +70,9 @@ class Service:
         self._log_seq += 1
         log = open(self.data_dir / f"{role}-{self._log_seq}.log", "wb")  # noqa: SIM115
         return subprocess.Popen(
-            [sys.executable, "-m", "prepshelf", role], env=self.env, stdout=log,
+            [sys.executable, "-m", "prepshelf", role],
+            env=self.env,
+            stdout=log,
             stderr=subprocess.STDOUT,
         )
 
@@ -117,12 +125,14 @@ class Service:
     def openai(self, **kwargs: Any) -> Any:
         import openai
 
-        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0,
-                             **kwargs)
+        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, **kwargs)
 
     def http(self) -> httpx.Client:
-        return httpx.Client(base_url=f"http://127.0.0.1:{self.port}",
-                            headers={"Authorization": f"Bearer {self.api_key}"}, timeout=60)
+        return httpx.Client(
+            base_url=f"http://127.0.0.1:{self.port}",
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            timeout=60,
+        )
 
     def db(self) -> psycopg.Connection[dict[str, Any]]:
         return psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row)

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from tests.unit import sandbox_targets
 
 from prepshelf.errors import InvalidFileError, UnsupportedFileError
 from prepshelf.pipeline.sandbox import parse_in_subprocess, shutdown_sandbox
-from tests.unit import sandbox_targets
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "dev"
 LIMIT = 1024 * 2**20

@@ -47,20 +47,26 @@ def install_error_handlers(app: FastAPI) -> None:
             message, param = "We could not parse the JSON body of your request.", None
         elif param:
             message = f"Invalid value for '{param}': {message}"
-        return JSONResponse(error_body(message, "invalid_request_error", param, None),
-                            status_code=400)
+        return JSONResponse(
+            error_body(message, "invalid_request_error", param, None), status_code=400
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         error_type = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        return JSONResponse(error_body(str(exc.detail), error_type, None, None),
-                            status_code=exc.status_code)
+        return JSONResponse(
+            error_body(str(exc.detail), error_type, None, None), status_code=exc.status_code
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error: %s %s", request.method, request.url.path)
         return JSONResponse(
-            error_body(f"Internal error ({type(exc).__name__}); see the server log",
-                       "server_error", None, None),
+            error_body(
+                f"Internal error ({type(exc).__name__}); see the server log",
+                "server_error",
+                None,
+                None,
+            ),
             status_code=500,
         )

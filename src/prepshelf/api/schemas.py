@@ -74,8 +74,8 @@ class BatchFile(_Body):
 
 
 class FileBatchCreate(_Body):
-    file_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] | None = (
-        Field(None, min_length=1, max_length=2000)
+    file_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=128)]] | None = Field(
+        None, min_length=1, max_length=2000
     )
     files: list[BatchFile] | None = Field(None, min_length=1, max_length=2000)
     attributes: Attributes | None = None
@@ -94,10 +94,13 @@ class RankingOptions(_Body):
 
 
 class SearchRequest(_Body):
-    query: Annotated[str, StringConstraints(min_length=1, max_length=8192)] | Annotated[
-        list[Annotated[str, StringConstraints(min_length=1, max_length=8192)]],
-        Field(min_length=1, max_length=16),
-    ]
+    query: (
+        Annotated[str, StringConstraints(min_length=1, max_length=8192)]
+        | Annotated[
+            list[Annotated[str, StringConstraints(min_length=1, max_length=8192)]],
+            Field(min_length=1, max_length=16),
+        ]
+    )
     max_num_results: int = Field(10, ge=1, le=50)
     filters: dict[str, Any] | None = None
     ranking_options: RankingOptions | None = None

@@ -40,8 +40,9 @@ async def receive_upload(
     """Parse a multipart body; the part named `file` is written to `blob_key`."""
     content_type, params = parse_options_header(request.headers.get("content-type"))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
-        raise InvalidRequestError("Expected a multipart/form-data body with a 'file' part",
-                                  param="file")
+        raise InvalidRequestError(
+            "Expected a multipart/form-data body with a 'file' part", param="file"
+        )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + _MAX_FIELD_BYTES:
         raise PayloadTooLargeError(_too_large(max_bytes), param="file")
@@ -62,7 +63,8 @@ async def receive_upload(
 
     def on_header_end() -> None:
         state["part"].headers[header_field.decode("latin-1").lower()] = header_value.decode(
-            "utf-8", "replace")
+            "utf-8", "replace"
+        )
         header_field.clear()
         header_value.clear()
 
@@ -87,8 +89,9 @@ async def receive_upload(
         else:
             part.value.extend(data[start:end])
             if len(part.value) > _MAX_FIELD_BYTES:
-                errors.append(InvalidRequestError(f"Field {part.name!r} is too large",
-                                                  param=part.name))
+                errors.append(
+                    InvalidRequestError(f"Field {part.name!r} is too large", param=part.name)
+                )
 
     def on_part_end() -> None:
         part = state.pop("part")
@@ -100,15 +103,18 @@ async def receive_upload(
         elif part.name:
             result.fields[part.name] = part.value.decode("utf-8", "replace")
 
-    parser = MultipartParser(params[b"boundary"], callbacks={  # type: ignore[arg-type]
-        "on_part_begin": on_part_begin,
-        "on_header_field": on_header_field,
-        "on_header_value": on_header_value,
-        "on_header_end": on_header_end,
-        "on_headers_finished": on_headers_finished,
-        "on_part_data": on_part_data,
-        "on_part_end": on_part_end,
-    })
+    parser = MultipartParser(
+        params[b"boundary"],
+        callbacks={  # type: ignore[arg-type]
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
     try:
         async for chunk in request.stream():
             parser.write(chunk)

@@ -20,7 +20,10 @@ async def cancel_jobs(
 
 
 async def cancel_jobs_of_file(
-    app: procrastinate.App, conn: AsyncConnection[Any], *, file_id: str,
+    app: procrastinate.App,
+    conn: AsyncConnection[Any],
+    *,
+    file_id: str,
     store_id: str | None = None,
 ) -> None:
     query = "SELECT id FROM jobs WHERE file_id = %s AND status IN ('queued', 'running')"
@@ -35,9 +38,11 @@ async def cancel_jobs_of_file(
 async def cancel_batch_jobs(
     app: procrastinate.App, conn: AsyncConnection[Any], *, batch_id: str
 ) -> None:
-    rows = await (await conn.execute(
-        """SELECT job_id FROM vector_store_files
+    rows = await (
+        await conn.execute(
+            """SELECT job_id FROM vector_store_files
            WHERE batch_id = %s AND status = 'in_progress' AND job_id IS NOT NULL""",
-        [batch_id],
-    )).fetchall()
+            [batch_id],
+        )
+    ).fetchall()
     await cancel_jobs(app, conn, [r["job_id"] for r in rows])

@@ -40,20 +40,24 @@ async def attach_files(
     # Last mention of a file wins, as if the items were applied in order.
     by_id = {item.file_id: item for item in items}
     ids = list(by_id)
-    known = await (await conn.execute(
-        "SELECT id FROM files WHERE project_id = %s AND id = ANY(%s)", [project_id, ids]
-    )).fetchall()
+    known = await (
+        await conn.execute(
+            "SELECT id FROM files WHERE project_id = %s AND id = ANY(%s)", [project_id, ids]
+        )
+    ).fetchall()
     missing = sorted(set(ids) - {r["id"] for r in known})
     if missing:
         raise NotFoundError(f"No such File object: {', '.join(missing[:5])}", param="file_id")
 
     existing = {
         r["file_id"]: r["status"]
-        for r in await (await conn.execute(
-            """SELECT file_id, status FROM vector_store_files
+        for r in await (
+            await conn.execute(
+                """SELECT file_id, status FROM vector_store_files
                WHERE vector_store_id = %s AND file_id = ANY(%s) FOR UPDATE""",
-            [store_id, ids],
-        )).fetchall()
+                [store_id, ids],
+            )
+        ).fetchall()
     }
     keep = [fid for fid in ids if existing.get(fid) in ("in_progress", "completed")]
     run = [fid for fid in ids if fid not in keep]
@@ -82,11 +86,18 @@ async def attach_files(
                    attributes = EXCLUDED.attributes,
                    chunking_strategy = EXCLUDED.chunking_strategy""",
             [
-                (store_id, fid, batch_id, job_ids[fid], Jsonb(by_id[fid].attributes),
-                 Jsonb(by_id[fid].chunking_strategy))
+                (
+                    store_id,
+                    fid,
+                    batch_id,
+                    job_ids[fid],
+                    Jsonb(by_id[fid].attributes),
+                    Jsonb(by_id[fid].chunking_strategy),
+                )
                 for fid in run
             ],
         )
     queue_ids = await defer_ingest_jobs(app, conn, [job_ids[fid] for fid in run])
-    await jobs_db.set_queue_job_ids(conn, list(zip([job_ids[f] for f in run], queue_ids,
-                                                   strict=True)))
+    await jobs_db.set_queue_job_ids(
+        conn, list(zip([job_ids[f] for f in run], queue_ids, strict=True))
+    )

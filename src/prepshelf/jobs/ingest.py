@@ -90,8 +90,9 @@ async def _handle_failure(res: WorkerResources, job: dict[str, Any], err: _Stage
             max_s=res.settings.retry_max_delay_s,
             retry_after_s=getattr(cause, "retry_after_s", None),
         )
-        log.warning("job %s: transient fault, retrying in %.1f s: %s", job["id"], delay,
-                    error["message"])
+        log.warning(
+            "job %s: transient fault, retrying in %.1f s: %s", job["id"], delay, error["message"]
+        )
         async with res.pool.connection() as conn:
             await jobs_db.release_job(conn, job=job, reason="retry scheduled", error=error)
         raise RequeueJob(error["message"], delay)
@@ -193,8 +194,12 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[
                 conn, store_id=job["vector_store_id"], file_id=job["file_id"], chunks=rows
             )
             await jobs_db.set_stage(
-                conn, job_id=job["id"], stage="embedding", progress_total=len(rows),
-                progress_unit="chunks", chunks_stored=True,
+                conn,
+                job_id=job["id"],
+                stage="embedding",
+                progress_total=len(rows),
+                progress_unit="chunks",
+                chunks_stored=True,
             )
     except psycopg.errors.ForeignKeyViolation as exc:
         raise JobCancelled("the file left the store") from exc
@@ -229,8 +234,12 @@ async def _embed_all(res: WorkerResources, job: dict[str, Any], model: str) -> N
 
 
 async def _embed_batch(
-    res: WorkerResources, job: dict[str, Any], model: str, rows: list[dict[str, Any]],
-    done: int, batch_no: int,
+    res: WorkerResources,
+    job: dict[str, Any],
+    model: str,
+    rows: list[dict[str, Any]],
+    done: int,
+    batch_no: int,
 ) -> bool:
     store_id, file_id = job["vector_store_id"], job["file_id"]
     first = rows[0]["chunk_index"]
@@ -242,21 +251,26 @@ async def _embed_batch(
         computed: dict[bytes, Any] = {}
         if missing:
             vectors = await asyncio.to_thread(res.embedder.embed, [r["text"] for r in missing])
-            computed = {
-                bytes(r["text_sha256"]): v for r, v in zip(missing, vectors, strict=True)
-            }
+            computed = {bytes(r["text_sha256"]): v for r, v in zip(missing, vectors, strict=True)}
         vectors_by_row = [
             (r["chunk_index"], d, cached.get(d) if d in cached else computed[d])
             for r, d in zip(rows, digests, strict=True)
         ]
         async with res.pool.connection() as conn, conn.transaction():
             await chunks_db.write_embeddings(
-                conn, store_id=store_id, file_id=file_id, model=model,
-                rows=vectors_by_row, new_digests=set(computed),
+                conn,
+                store_id=store_id,
+                file_id=file_id,
+                model=model,
+                rows=vectors_by_row,
+                new_digests=set(computed),
             )
             return await jobs_db.record_batch(
-                conn, job_id=job["id"], done=done + len(rows),
-                computed=len(missing), cached=len(rows) - len(missing),
+                conn,
+                job_id=job["id"],
+                done=done + len(rows),
+                computed=len(missing),
+                cached=len(rows) - len(missing),
             )
     except psycopg.errors.ForeignKeyViolation as exc:
         raise JobCancelled("the file left the store") from exc

@@ -16,9 +16,13 @@ MAINTENANCE_QUEUE = "maintenance"
 INGEST_TASK = "prepshelf.ingest_file"
 
 
-def build_app(database_url: str, *, pool_size: int = 4, **worker_defaults: Any) -> procrastinate.App:
+def build_app(
+    database_url: str, *, pool_size: int = 4, **worker_defaults: Any
+) -> procrastinate.App:
     connector = procrastinate.PsycopgConnector(
-        conninfo=database_url, min_size=1, max_size=pool_size,
+        conninfo=database_url,
+        min_size=1,
+        max_size=pool_size,
         kwargs={"connect_timeout": 10},
     )
     return procrastinate.App(connector=connector, worker_defaults=worker_defaults or None)  # type: ignore[arg-type]

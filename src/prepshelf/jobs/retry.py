@@ -21,8 +21,9 @@ class RequeueJob(Exception):
         self.delay_s = delay_s
 
 
-def backoff_delay(attempt: int, *, base_s: float, max_s: float,
-                  retry_after_s: float | None = None) -> float:
+def backoff_delay(
+    attempt: int, *, base_s: float, max_s: float, retry_after_s: float | None = None
+) -> float:
     """Exponential backoff with full jitter; a vendor's Retry-After is a floor."""
     ceiling = min(max_s, base_s * (2 ** max(0, attempt - 1)))
     delay = random.uniform(ceiling / 2, ceiling)

@@ -32,7 +32,9 @@ _ORPHANS = """
       AND p.status IN ('succeeded', 'failed', 'cancelled', 'aborted')"""
 
 
-async def sweep(app: procrastinate.App, pool: AsyncConnectionPool, settings: Settings) -> dict[str, int]:
+async def sweep(
+    app: procrastinate.App, pool: AsyncConnectionPool, settings: Settings
+) -> dict[str, int]:
     """One pass; returns counts of what it did (for logs and tests)."""
     requeued = failed = orphans = 0
     stalled = await app.job_manager.get_stalled_jobs(
@@ -50,18 +52,24 @@ async def sweep(app: procrastinate.App, pool: AsyncConnectionPool, settings: Set
                 await app.job_manager.finish_job(qjob, status=Status.FAILED, delete_job=False)
                 failed += 1
             else:
-                await jobs_db.release_job(conn, job=job, reason="released: worker lost (no heartbeat)")
+                await jobs_db.release_job(
+                    conn, job=job, reason="released: worker lost (no heartbeat)"
+                )
                 await app.job_manager.retry_job(qjob)
                 requeued += 1
     async with pool.connection() as conn:
         for job in await (await conn.execute(_ORPHANS)).fetchall():
-            await jobs_db.finish_failed(conn, job=job, error={
-                "code": "server_error",
-                "message": f"{job['filename'] or job['file_id']}: {job['stage'] or 'queued'}: "
-                           f"processing ended unexpectedly (queue message {job['queue_status']})",
-                "stage": job["stage"],
-                "file_id": job["file_id"],
-            })
+            await jobs_db.finish_failed(
+                conn,
+                job=job,
+                error={
+                    "code": "server_error",
+                    "message": f"{job['filename'] or job['file_id']}: {job['stage'] or 'queued'}: "
+                    f"processing ended unexpectedly (queue message {job['queue_status']})",
+                    "stage": job["stage"],
+                    "file_id": job["file_id"],
+                },
+            )
             orphans += 1
     if requeued or failed or orphans:
         log.warning("sweeper: requeued %d, failed %d, orphans %d", requeued, failed, orphans)

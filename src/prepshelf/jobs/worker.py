@@ -81,12 +81,22 @@ async def run_worker(settings: Settings) -> None:
 
 async def _run_sub_workers(app: procrastinate.App, name: str) -> None:
     subs = [
-        asyncio.create_task(app.run_worker_async(
-            queues=[INGEST_QUEUE], concurrency=1, name=f"{name}/ingest",
-            install_signal_handlers=False)),
-        asyncio.create_task(app.run_worker_async(
-            queues=[MAINTENANCE_QUEUE], concurrency=1, name=f"{name}/maintenance",
-            install_signal_handlers=False)),
+        asyncio.create_task(
+            app.run_worker_async(
+                queues=[INGEST_QUEUE],
+                concurrency=1,
+                name=f"{name}/ingest",
+                install_signal_handlers=False,
+            )
+        ),
+        asyncio.create_task(
+            app.run_worker_async(
+                queues=[MAINTENANCE_QUEUE],
+                concurrency=1,
+                name=f"{name}/maintenance",
+                install_signal_handlers=False,
+            )
+        ),
     ]
     loop = asyncio.get_running_loop()
 

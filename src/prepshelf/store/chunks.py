@@ -25,10 +25,13 @@ async def replace_chunks(
     await conn.execute(
         "DELETE FROM chunks WHERE vector_store_id = %s AND file_id = %s", [store_id, file_id]
     )
-    async with conn.cursor() as cur, cur.copy(
-        "COPY chunks (vector_store_id, file_id, chunk_index, text, text_sha256, token_count) "
-        "FROM STDIN"
-    ) as copy:
+    async with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY chunks (vector_store_id, file_id, chunk_index, text, text_sha256, token_count) "
+            "FROM STDIN"
+        ) as copy,
+    ):
         for index, text, digest, tokens in chunks:
             await copy.write_row((store_id, file_id, index, text, digest, tokens))
 

@@ -40,11 +40,14 @@ async def create_ingest_job(
 
 async def set_queue_job_ids(conn: AsyncConnection[Any], pairs: list[tuple[str, int]]) -> None:
     async with conn.cursor() as cur:
-        await cur.executemany("UPDATE jobs SET queue_job_id = %s WHERE id = %s",
-                              [(qid, jid) for jid, qid in pairs])
+        await cur.executemany(
+            "UPDATE jobs SET queue_job_id = %s WHERE id = %s", [(qid, jid) for jid, qid in pairs]
+        )
 
 
-async def get_job(conn: AsyncConnection[Any], *, job_id: str, project_id: str | None = None) -> Row | None:
+async def get_job(
+    conn: AsyncConnection[Any], *, job_id: str, project_id: str | None = None
+) -> Row | None:
     query = "SELECT * FROM jobs WHERE id = %s"
     args: list[Any] = [job_id]
     if project_id is not None:
@@ -111,18 +114,23 @@ async def record_batch(
 
 
 async def is_cancel_requested(conn: AsyncConnection[Any], *, job_id: str) -> bool:
-    row = await (await conn.execute(
-        "SELECT cancel_requested FROM jobs WHERE id = %s", [job_id])).fetchone()
+    row = await (
+        await conn.execute("SELECT cancel_requested FROM jobs WHERE id = %s", [job_id])
+    ).fetchone()
     return row is None or bool(row["cancel_requested"])
 
 
 def _attempt_entry(job: Row, outcome: str, error: dict[str, Any] | None) -> Jsonb:
-    return Jsonb([{
-        "attempt": job["attempts"],
-        "worker": job.get("worker"),
-        "outcome": outcome,
-        "error": error,
-    }])
+    return Jsonb(
+        [
+            {
+                "attempt": job["attempts"],
+                "worker": job.get("worker"),
+                "outcome": outcome,
+                "error": error,
+            }
+        ]
+    )
 
 
 async def finish_succeeded(conn: AsyncConnection[Any], *, job: Row, usage_bytes: int) -> None:
@@ -185,8 +193,9 @@ async def finish_cancelled(conn: AsyncConnection[Any], *, job_id: str) -> None:
         )
 
 
-async def release_job(conn: AsyncConnection[Any], *, job: Row, reason: str,
-                      error: dict[str, Any] | None = None) -> None:
+async def release_job(
+    conn: AsyncConnection[Any], *, job: Row, reason: str, error: dict[str, Any] | None = None
+) -> None:
     """Hand a running job back to the queue (shutdown, transient fault); progress is kept."""
     await conn.execute(
         f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'queued', stage_started_at = NULL,

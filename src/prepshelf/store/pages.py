@@ -45,8 +45,10 @@ async def fetch_page(
     """
     clauses = [where]
     args = list(params)
-    for name, cursor, newer in (("after", page.after, page.order == "asc"),
-                                ("before", page.before, page.order == "desc")):
+    for name, cursor, newer in (
+        ("after", page.after, page.order == "asc"),
+        ("before", page.before, page.order == "desc"),
+    ):
         if cursor is None:
             continue
         row = await (await conn.execute(cursor_lookup, [*cursor_params, cursor])).fetchone()

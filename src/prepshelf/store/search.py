@@ -34,11 +34,12 @@ def _comparison(flt: dict[str, Any], param: str, args: list[Any]) -> str:
             )
         if isinstance(value, str):
             args += [key, key, value]
-            return (f"(jsonb_typeof{attr} = 'string' AND "
-                    f"(vsf.attributes ->> %s) {_COMPARE[op]} %s)")
+            return f"(jsonb_typeof{attr} = 'string' AND (vsf.attributes ->> %s) {_COMPARE[op]} %s)"
         args += [key, key, value]
-        return (f"(jsonb_typeof{attr} = 'number' AND "
-                f"(vsf.attributes ->> %s)::numeric {_COMPARE[op]} %s)")
+        return (
+            f"(jsonb_typeof{attr} = 'number' AND "
+            f"(vsf.attributes ->> %s)::numeric {_COMPARE[op]} %s)"
+        )
     if op in ("in", "nin"):
         if not isinstance(value, list) or not all(
             isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
@@ -68,9 +69,11 @@ def filter_sql(flt: dict[str, Any] | None, args: list[Any], param: str = "filter
                 "A compound filter needs a non-empty 'filters' list", param=f"{param}.filters"
             )
         joiner = " AND " if flt["type"] == "and" else " OR "
-        return "(" + joiner.join(
-            filter_sql(p, args, f"{param}.filters[{i}]") for i, p in enumerate(parts)
-        ) + ")"
+        return (
+            "("
+            + joiner.join(filter_sql(p, args, f"{param}.filters[{i}]") for i, p in enumerate(parts))
+            + ")"
+        )
     return _comparison(flt, param, args)
 
 

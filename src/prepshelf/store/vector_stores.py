@@ -103,8 +103,10 @@ async def update_store(
         exp = fields["expires_after"]
         sets.append("expires_after = %s")
         args.append(Jsonb(exp) if exp else None)
-        sets.append("expires_at = CASE WHEN %s::int IS NULL THEN NULL "
-                    "ELSE last_active_at + make_interval(days => %s::int) END")
+        sets.append(
+            "expires_at = CASE WHEN %s::int IS NULL THEN NULL "
+            "ELSE last_active_at + make_interval(days => %s::int) END"
+        )
         days = exp["days"] if exp else None
         args += [days, days]
     if not sets:
@@ -143,9 +145,7 @@ _VSF_SELECT = """
     FROM vector_store_files vsf JOIN files f ON f.id = vsf.file_id"""
 
 
-async def get_store_file(
-    conn: AsyncConnection[Any], *, store_id: str, file_id: str
-) -> Row | None:
+async def get_store_file(conn: AsyncConnection[Any], *, store_id: str, file_id: str) -> Row | None:
     cur = await conn.execute(
         f"{_VSF_SELECT} WHERE vsf.vector_store_id = %s AND vsf.file_id = %s", [store_id, file_id]
     )
@@ -192,7 +192,9 @@ async def update_store_file_attributes(
     return cur.rowcount == 1
 
 
-async def delete_store_file(conn: AsyncConnection[Any], *, store_id: str, file_id: str) -> Row | None:
+async def delete_store_file(
+    conn: AsyncConnection[Any], *, store_id: str, file_id: str
+) -> Row | None:
     """Remove the file from the store; its chunks leave search in the same statement."""
     cur = await conn.execute(
         "DELETE FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s RETURNING *",
@@ -202,6 +204,7 @@ async def delete_store_file(conn: AsyncConnection[Any], *, store_id: str, file_i
 
 
 # --- batches -------------------------------------------------------------------------
+
 
 async def create_batch(conn: AsyncConnection[Any], *, batch_id: str, store_id: str) -> None:
     await conn.execute(

@@ -32,7 +32,10 @@ async def _load_batch(conn: Any, store_id: str, batch_id: str) -> dict[str, Any]
 
 @router.post("", dependencies=[PollHint])
 async def create_file_batch(
-    vector_store_id: str, body: FileBatchCreate, request: Request, project: ProjectDep,
+    vector_store_id: str,
+    body: FileBatchCreate,
+    request: Request,
+    project: ProjectDep,
     conn: ConnDep,
 ) -> dict[str, Any]:
     store = await load_store(conn, project, vector_store_id)
@@ -50,8 +53,12 @@ async def create_file_batch(
     async with conn.transaction():
         await stores_db.create_batch(conn, batch_id=batch_id, store_id=vector_store_id)
         await attach_files(
-            request.app.state.queue, conn, project_id=project, store_id=vector_store_id,
-            items=items, batch_id=batch_id,
+            request.app.state.queue,
+            conn,
+            project_id=project,
+            store_id=vector_store_id,
+            items=items,
+            batch_id=batch_id,
         )
     return batch_object(await _load_batch(conn, vector_store_id, batch_id))
 
@@ -77,8 +84,12 @@ async def cancel_file_batch(
 
 @router.get("/{batch_id}/files")
 async def list_file_batch_files(
-    vector_store_id: str, batch_id: str, project: ProjectDep, conn: ConnDep, page: PageDep,
-    filter: Annotated[  # noqa: A002 - OpenAI's name
+    vector_store_id: str,
+    batch_id: str,
+    project: ProjectDep,
+    conn: ConnDep,
+    page: PageDep,
+    filter: Annotated[
         Literal["in_progress", "completed", "failed", "cancelled"] | None, Query()
     ] = None,
 ) -> dict[str, Any]:

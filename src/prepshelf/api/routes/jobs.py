@@ -38,16 +38,26 @@ async def list_jobs(
     file_id: Annotated[str | None, Query(max_length=128)] = None,
 ) -> dict[str, Any]:
     where, params = ["project_id = %s"], [project]
-    for column, value in (("status", status), ("kind", kind), ("vector_store_id", vector_store_id),
-                          ("batch_id", batch_id), ("file_id", file_id)):
+    for column, value in (
+        ("status", status),
+        ("kind", kind),
+        ("vector_store_id", vector_store_id),
+        ("batch_id", batch_id),
+        ("file_id", file_id),
+    ):
         if value is not None:
             where.append(f"{column} = %s")
             params.append(value)
     result = await fetch_page(
-        conn, select="SELECT * FROM jobs", where=" AND ".join(where), params=params,
-        key_created="created_at", key_id="id",
+        conn,
+        select="SELECT * FROM jobs",
+        where=" AND ".join(where),
+        params=params,
+        key_created="created_at",
+        key_id="id",
         cursor_lookup="SELECT created_at FROM jobs WHERE project_id = %s AND id = %s",
-        cursor_params=[project], page=page,
+        cursor_params=[project],
+        page=page,
     )
     return list_object([job_object(r) for r in result.rows], result.has_more)
 
@@ -73,25 +83,36 @@ async def retry_job(
     """Run a failed or cancelled file again, as a new job (the old one keeps its history)."""
     job = await _load(conn, project, job_id)
     if job["status"] not in ("failed", "cancelled"):
-        raise ConflictError(f"Job {job_id} is {job['status']}; only failed or cancelled jobs "
-                            "can be retried", param="job_id")
-    vsf = await (await conn.execute(
-        "SELECT * FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s "
-        "AND job_id = %s",
-        [job["vector_store_id"], job["file_id"], job_id],
-    )).fetchone()
+        raise ConflictError(
+            f"Job {job_id} is {job['status']}; only failed or cancelled jobs can be retried",
+            param="job_id",
+        )
+    vsf = await (
+        await conn.execute(
+            "SELECT * FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s "
+            "AND job_id = %s",
+            [job["vector_store_id"], job["file_id"], job_id],
+        )
+    ).fetchone()
     if vsf is None:
-        raise ConflictError(f"Job {job_id} is no longer the latest for its file, or the file "
-                            "left the store", param="job_id")
+        raise ConflictError(
+            f"Job {job_id} is no longer the latest for its file, or the file left the store",
+            param="job_id",
+        )
     async with conn.transaction():
         await attach_files(
-            request.app.state.queue, conn, project_id=project, store_id=job["vector_store_id"],
+            request.app.state.queue,
+            conn,
+            project_id=project,
+            store_id=job["vector_store_id"],
             items=[AttachItem(job["file_id"], vsf["attributes"], vsf["chunking_strategy"])],
             batch_id=vsf["batch_id"],
         )
-    new = await (await conn.execute(
-        "SELECT job_id FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s",
-        [job["vector_store_id"], job["file_id"]],
-    )).fetchone()
+    new = await (
+        await conn.execute(
+            "SELECT job_id FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s",
+            [job["vector_store_id"], job["file_id"]],
+        )
+    ).fetchone()
     assert new is not None
     return job_object(await _load(conn, project, new["job_id"]))

@@ -34,14 +34,16 @@ def check_model(request: Request, store: dict[str, Any]) -> None:
 async def _load_file(conn: Any, store_id: str, file_id: str) -> dict[str, Any]:
     row = await stores_db.get_store_file(conn, store_id=store_id, file_id=file_id)
     if row is None:
-        raise NotFoundError(f"No such file in vector store {store_id}: {file_id}",
-                            param="file_id")
+        raise NotFoundError(f"No such file in vector store {store_id}: {file_id}", param="file_id")
     return row
 
 
 @router.post("", dependencies=[PollHint])
 async def create_vector_store_file(
-    vector_store_id: str, body: VectorStoreFileCreate, request: Request, project: ProjectDep,
+    vector_store_id: str,
+    body: VectorStoreFileCreate,
+    request: Request,
+    project: ProjectDep,
     conn: ConnDep,
 ) -> dict[str, Any]:
     store = await load_store(conn, project, vector_store_id)
@@ -49,16 +51,23 @@ async def create_vector_store_file(
     chunking = resolve_chunking(body.chunking_strategy, request.app.state.model_info)
     async with conn.transaction():
         await attach_files(
-            request.app.state.queue, conn, project_id=project, store_id=vector_store_id,
-            items=[AttachItem(body.file_id, body.attributes or {}, chunking)], batch_id=None,
+            request.app.state.queue,
+            conn,
+            project_id=project,
+            store_id=vector_store_id,
+            items=[AttachItem(body.file_id, body.attributes or {}, chunking)],
+            batch_id=None,
         )
     return vector_store_file_object(await _load_file(conn, vector_store_id, body.file_id))
 
 
 @router.get("")
 async def list_vector_store_files(
-    vector_store_id: str, project: ProjectDep, conn: ConnDep, page: PageDep,
-    filter: Annotated[StatusFilter | None, Query()] = None,  # noqa: A002 - OpenAI's name
+    vector_store_id: str,
+    project: ProjectDep,
+    conn: ConnDep,
+    page: PageDep,
+    filter: Annotated[StatusFilter | None, Query()] = None,
 ) -> dict[str, Any]:
     await load_store(conn, project, vector_store_id)
     result = await stores_db.list_store_files(
@@ -77,7 +86,10 @@ async def retrieve_vector_store_file(
 
 @router.post("/{file_id}")
 async def update_vector_store_file(
-    vector_store_id: str, file_id: str, body: VectorStoreFileUpdate, project: ProjectDep,
+    vector_store_id: str,
+    file_id: str,
+    body: VectorStoreFileUpdate,
+    project: ProjectDep,
     conn: ConnDep,
 ) -> dict[str, Any]:
     await load_store(conn, project, vector_store_id)
@@ -94,8 +106,9 @@ async def delete_vector_store_file(
 ) -> dict[str, Any]:
     await load_store(conn, project, vector_store_id)
     await _load_file(conn, vector_store_id, file_id)
-    await cancel_jobs_of_file(request.app.state.queue, conn, file_id=file_id,
-                              store_id=vector_store_id)
+    await cancel_jobs_of_file(
+        request.app.state.queue, conn, file_id=file_id, store_id=vector_store_id
+    )
     # Chunks go in the same statement (ON DELETE CASCADE): out of search at once.
     await stores_db.delete_store_file(conn, store_id=vector_store_id, file_id=file_id)
     return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
@@ -107,10 +120,12 @@ async def vector_store_file_content(
 ) -> dict[str, Any]:
     await load_store(conn, project, vector_store_id)
     await _load_file(conn, vector_store_id, file_id)
-    rows = await (await conn.execute(
-        "SELECT text FROM chunks WHERE vector_store_id = %s AND file_id = %s ORDER BY chunk_index",
-        [vector_store_id, file_id],
-    )).fetchall()
+    rows = await (
+        await conn.execute(
+            "SELECT text FROM chunks WHERE vector_store_id = %s AND file_id = %s ORDER BY chunk_index",
+            [vector_store_id, file_id],
+        )
+    ).fetchall()
     return {
         "object": "vector_store.file_content.page",
         "data": [{"type": "text", "text": r["text"]} for r in rows],

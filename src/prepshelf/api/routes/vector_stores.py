@@ -53,8 +53,12 @@ async def create_vector_store(
         )
         if body.file_ids:
             await attach_files(
-                request.app.state.queue, conn, project_id=project, store_id=store_id,
-                items=[AttachItem(fid, {}, chunking) for fid in body.file_ids], batch_id=None,
+                request.app.state.queue,
+                conn,
+                project_id=project,
+                store_id=store_id,
+                items=[AttachItem(fid, {}, chunking) for fid in body.file_ids],
+                batch_id=None,
             )
     return vector_store_object(await load_store(conn, project, store_id), _now())
 
@@ -92,10 +96,12 @@ async def delete_vector_store(
     await load_store(conn, project, vector_store_id)
     from prepshelf.jobs.cancel import cancel_jobs
 
-    rows = await (await conn.execute(
-        "SELECT id FROM jobs WHERE vector_store_id = %s AND status IN ('queued', 'running')",
-        [vector_store_id],
-    )).fetchall()
+    rows = await (
+        await conn.execute(
+            "SELECT id FROM jobs WHERE vector_store_id = %s AND status IN ('queued', 'running')",
+            [vector_store_id],
+        )
+    ).fetchall()
     await cancel_jobs(request.app.state.queue, conn, [r["id"] for r in rows])
     await stores_db.delete_store(conn, project_id=project, store_id=vector_store_id)
     return {"id": vector_store_id, "object": "vector_store.deleted", "deleted": True}
@@ -103,7 +109,10 @@ async def delete_vector_store(
 
 @router.post("/{vector_store_id}/search")
 async def search_vector_store(
-    vector_store_id: str, body: SearchRequest, request: Request, project: ProjectDep,
+    vector_store_id: str,
+    body: SearchRequest,
+    request: Request,
+    project: ProjectDep,
     conn: ConnDep,
 ) -> dict[str, Any]:
     store = await load_store(conn, project, vector_store_id)
@@ -113,8 +122,12 @@ async def search_vector_store(
     best: dict[tuple[str, int], dict[str, Any]] = {}
     for vector in vectors:
         for hit in await search_db.search_chunks(
-            conn, store_id=vector_store_id, dimensions=store["dimensions"],
-            query_vector=vector, limit=body.max_num_results, filters=body.filters,
+            conn,
+            store_id=vector_store_id,
+            dimensions=store["dimensions"],
+            query_vector=vector,
+            limit=body.max_num_results,
+            filters=body.filters,
             score_threshold=threshold,
         ):
             key = (hit["file_id"], hit["chunk_index"])
