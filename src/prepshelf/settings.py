@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     sweep_interval_s: int = 10
     shutdown_grace_s: float = 0.5
 
+    # --- remote embedder settings (job-design issue) ---
+    # --- idempotency settings (job-design issue) ---
+    # --- events, metrics and logging settings (visibility issue) ---
+    # --- archive and hostile-input settings (hostile-input issue) ---
+    # --- projects and keys settings (hostile-input issue) ---
+    # --- embeddings and batches settings (bulk-embedding issue) ---
+    # --- blob storage, search and maintenance settings (scale issue) ---
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

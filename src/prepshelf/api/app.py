@@ -50,4 +50,5 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     for module in (health, files, vector_stores, store_files, file_batches, jobs):
         app.include_router(module.router)
+    # --- more routers: add one include per line below, each helper its own line ---
     return app

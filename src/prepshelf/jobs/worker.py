@@ -36,6 +36,8 @@ def _register_tasks(app: procrastinate.App, res: WorkerResources) -> None:
 
     every = max(1, min(59, res.settings.sweep_interval_s))
 
+    # --- more tasks: each feature registers its tasks with one call per line below ---
+
     @app.periodic(cron=f"* * * * * */{every}", periodic_id="sweep")
     @app.task(name="prepshelf.sweep", queue=MAINTENANCE_QUEUE, queueing_lock="prepshelf.sweep")
     async def sweep_stalled(timestamp: int) -> None:
