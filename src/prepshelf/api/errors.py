@@ -14,7 +14,9 @@ from prepshelf.errors import PrepshelfError
 log = logging.getLogger(__name__)
 
 
-def error_body(message: str, error_type: str, param: str | None, code: str | None) -> dict:  # type: ignore[type-arg]
+def error_body(
+    message: str, error_type: str, param: str | None, code: str | None
+) -> dict[str, dict[str, str | None]]:
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 

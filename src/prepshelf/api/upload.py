@@ -105,7 +105,7 @@ async def receive_upload(
 
     parser = MultipartParser(
         params[b"boundary"],
-        callbacks={  # type: ignore[arg-type]
+        callbacks={
             "on_part_begin": on_part_begin,
             "on_header_field": on_header_field,
             "on_header_value": on_header_value,

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from prepshelf.errors import FileProcessingError, InvalidFileError
 from prepshelf.jobs.retry import RequeueJob, backoff_delay
@@ -28,6 +27,7 @@ from prepshelf.settings import Settings
 from prepshelf.store import chunks as chunks_db
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store.blobs import BlobStore
+from prepshelf.store.db import Pool
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class WorkerResources:
     """Built once per worker process at start-up."""
 
     settings: Settings
-    pool: AsyncConnectionPool
+    pool: Pool
     blobs: BlobStore
     embedder: Embedder
     model_dir: Path
@@ -253,7 +253,7 @@ async def _embed_batch(
             vectors = await asyncio.to_thread(res.embedder.embed, [r["text"] for r in missing])
             computed = {bytes(r["text_sha256"]): v for r, v in zip(missing, vectors, strict=True)}
         vectors_by_row = [
-            (r["chunk_index"], d, cached.get(d) if d in cached else computed[d])
+            (r["chunk_index"], d, cached[d] if d in cached else computed[d])
             for r, d in zip(rows, digests, strict=True)
         ]
         async with res.pool.connection() as conn, conn.transaction():

@@ -35,7 +35,8 @@ async def defer_ingest_jobs(
     if not job_ids:
         return []
     deferrer = app.configure_task(INGEST_TASK, queue=INGEST_QUEUE, connection=conn)
-    return await deferrer.batch_defer_async(*({"job_id": jid} for jid in job_ids))
+    kwargs: list[dict[str, Any]] = [{"job_id": jid} for jid in job_ids]
+    return await deferrer.batch_defer_async(*kwargs)
 
 
 async def cancel_queued(app: procrastinate.App, queue_job_ids: list[int]) -> None:

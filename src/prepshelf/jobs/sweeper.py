@@ -12,11 +12,11 @@ from typing import Any
 
 import procrastinate
 from procrastinate.jobs import Status
-from psycopg_pool import AsyncConnectionPool
 
 from prepshelf.jobs.queue import INGEST_QUEUE
 from prepshelf.settings import Settings
 from prepshelf.store import jobs as jobs_db
+from prepshelf.store.db import Pool
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ _ORPHANS = """
 
 
 async def sweep(
-    app: procrastinate.App, pool: AsyncConnectionPool, settings: Settings
+    app: procrastinate.App, pool: Pool, settings: Settings
 ) -> dict[str, int]:
     """One pass; returns counts of what it did (for logs and tests)."""
     requeued = failed = orphans = 0

@@ -8,24 +8,28 @@ import time
 
 import psycopg
 from pgvector.psycopg import register_vector_async
-from psycopg.rows import dict_row
+from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
 log = logging.getLogger(__name__)
 
+DictConnection = psycopg.AsyncConnection[DictRow]
+Pool = AsyncConnectionPool[DictConnection]
 
-async def _configure(conn: psycopg.AsyncConnection) -> None:
+
+async def _configure(conn: DictConnection) -> None:
     await register_vector_async(conn)
 
 
-async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool:
+async def open_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
     """A pool whose connections return dict rows and understand pgvector values.
 
     `check` validates a connection on checkout, so a restarted PostgreSQL costs one failed
     probe per stale connection instead of an error in a request or a job.
     """
-    pool: AsyncConnectionPool = AsyncConnectionPool(
+    pool: Pool = AsyncConnectionPool(
         url,
+        connection_class=DictConnection,
         min_size=min_size,
         max_size=max_size,
         kwargs={"row_factory": dict_row, "autocommit": True},

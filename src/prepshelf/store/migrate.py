@@ -54,7 +54,7 @@ def apply_migrations(url: str) -> list[str]:
                 ).fetchone()
                 if row:
                     continue
-                conn.execute(sql if sql is not None else _procrastinate_schema())  # type: ignore[arg-type]
+                conn.execute(sql if sql is not None else _procrastinate_schema())
                 conn.execute(
                     "INSERT INTO prepshelf_migrations (version, name) VALUES (%s, %s)",
                     [version, name],
