@@ -1,0 +1,88 @@
+"""The /metrics exposition: every process's recorded metrics plus gauges read from the DB.
+
+Queue depth and jobs by status are facts of the database, not of one process, so they are
+read at scrape time (two small aggregate queries) instead of being kept as gauges that every
+process would have to agree on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest, values
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from psycopg import AsyncConnection
+
+from prepshelf import metrics
+from prepshelf.jobs.queue import INGEST_QUEUE, MAINTENANCE_QUEUE
+
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+class _Collected(Collector):
+    """Metric families gathered beforehand, optionally after another registry's own."""
+
+    def __init__(self, families: list[Metric], before: CollectorRegistry | None = None) -> None:
+        self._families, self._before = families, before
+
+    def collect(self) -> Iterator[Metric]:
+        if self._before is not None:
+            yield from self._before.collect()
+        yield from self._families
+
+
+async def database_families(conn: AsyncConnection[Any]) -> list[GaugeMetricFamily]:
+    queue = GaugeMetricFamily(
+        "prepshelf_queue_depth", "Queue messages waiting for a worker (todo)", labels=["queue"]
+    )
+    rows = await (
+        await conn.execute(
+            "SELECT queue_name, count(*) AS n FROM procrastinate_jobs "
+            "WHERE status = 'todo' GROUP BY queue_name ORDER BY queue_name"
+        )
+    ).fetchall()
+    depth = {INGEST_QUEUE: 0, MAINTENANCE_QUEUE: 0} | {r["queue_name"]: int(r["n"]) for r in rows}
+    for name, n in sorted(depth.items()):
+        queue.add_metric([name], n)
+
+    jobs = GaugeMetricFamily(
+        "prepshelf_jobs_by_status", "Jobs in the jobs table by status", labels=["status"]
+    )
+    rows = await (
+        await conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+    ).fetchall()
+    counts = dict.fromkeys(JOB_STATUSES, 0) | {r["status"]: int(r["n"]) for r in rows}
+    for status, n in counts.items():
+        jobs.add_metric([status], n)
+
+    workers = GaugeMetricFamily(
+        "prepshelf_live_workers", "Sub-workers with a recent heartbeat (two per worker process)"
+    )
+    row = await (
+        await conn.execute(
+            "SELECT count(*) AS n FROM procrastinate_workers "
+            "WHERE last_heartbeat > now() - interval '60 seconds'"
+        )
+    ).fetchone()
+    workers.add_metric([], int(row["n"]) if row else 0)
+    return [queue, jobs, workers]
+
+
+def render(db_families: list[GaugeMetricFamily]) -> bytes:
+    """Prometheus text: every process's shared files (or, without a multiprocess directory,
+    this process's registry) plus the database gauges."""
+    registry = CollectorRegistry(auto_describe=False)
+    if metrics.multiproc_dir() and getattr(values.ValueClass, "_multiprocess", False):
+        from prometheus_client import multiprocess
+
+        multiprocess.MultiProcessCollector(registry)
+        registry.register(_Collected(list(db_families)))
+    else:
+        # No shared directory, or prometheus_client was imported before it was set (then
+        # this process keeps its metrics in memory): serve this process's own registry.
+        from prometheus_client import REGISTRY
+
+        registry.register(_Collected(list(db_families), before=REGISTRY))
+    return generate_latest(registry)

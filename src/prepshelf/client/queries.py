@@ -1,0 +1,69 @@
+"""`prepshelf jobs` and `prepshelf search`: read-only views over the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prepshelf.client.http import ApiError, ClientConfig, async_client, check, find_store
+from prepshelf.client.render import Output
+
+
+async def _store_id(client: Any, name: str) -> str:
+    store = await find_store(client, name)
+    if store is None:
+        raise ApiError(404, f"no vector store named {name!r}")
+    return str(store["id"])
+
+
+def _progress(job: dict[str, Any]) -> str:
+    p = job.get("progress") or {}
+    if p.get("total") is None:
+        return ""
+    return f"{p.get('done', 0)}/{p['total']} {p.get('unit') or ''}".strip()
+
+
+async def jobs(
+    config: ClientConfig, *, status: str | None, store: str | None, limit: int, out: Output
+) -> int:
+    async with async_client(config) as client:
+        params: dict[str, Any] = {"limit": limit, "order": "desc"}
+        if status:
+            params["status"] = status
+        if store:
+            params["vector_store_id"] = await _store_id(client, store)
+        page = check(await client.get("/v1/jobs", params=params))
+    rows = [
+        (
+            j["id"],
+            j["status"],
+            j.get("stage") or "",
+            _progress(j),
+            j.get("attempts", 0),
+            "" if j.get("duration_s") is None else f"{j['duration_s']:.1f}s",
+            j.get("file_id") or "",
+            ((j.get("error") or {}).get("message") or "")[:200],
+        )
+        for j in page["data"]
+    ]
+    out.table(["job", "status", "stage", "progress", "attempts", "duration", "file", "error"], rows)
+    if page.get("has_more"):
+        out.line(f"(newest {len(rows)} shown; more with --limit)")
+    return 0
+
+
+async def search(config: ClientConfig, *, store: str, query: str, n: int, out: Output) -> int:
+    async with async_client(config) as client:
+        store_id = await _store_id(client, store)
+        body = {"query": query, "max_num_results": n}
+        result = check(await client.post(f"/v1/vector_stores/{store_id}/search", json=body))
+    hits = result.get("data") or []
+    if not hits:
+        out.line("no results")
+    for rank, hit in enumerate(hits, 1):
+        text = " ".join(c.get("text", "") for c in hit.get("content") or [])
+        snippet = " ".join(text.split())
+        if len(snippet) > 240:
+            snippet = snippet[:237] + "..."
+        out.line(f"{rank}. {hit['score']:.3f}  {hit.get('filename') or hit['file_id']}")
+        out.line(f"   {snippet}")
+    return 0

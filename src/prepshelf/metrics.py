@@ -1,0 +1,225 @@
+"""Prometheus metrics that API and worker processes record (prometheus-client).
+
+Processes on one host share PROMETHEUS_MULTIPROC_DIR (under the data dir, set by the CLI
+before anything imports prometheus_client: the library picks its storage at import); the
+API's /metrics merges the files of every process and adds gauges read from the database
+at scrape time (`api/metrics.py`). Only aggregates: labels are routes, stages, statuses
+and embedder kinds, never ids or text.
+
+The metric objects are built on first use, so importing this module costs nothing and
+does not fix prometheus_client's storage mode too early.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    from prometheus_client import Counter, Histogram
+    from psycopg import AsyncConnection
+
+    from prepshelf.pipeline.embed import Embedder
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_JOB_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+_STAGE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+_HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+def use_multiproc_dir(path: Path, *, wipe: bool = False) -> Path:
+    """Point this process (and the children it starts) at a shared metrics directory.
+
+    An explicit PROMETHEUS_MULTIPROC_DIR wins. `wipe` (serve's start) removes files left by
+    processes of an earlier run, whose pids may be reused by this one.
+    """
+    target = Path(os.environ.get(MULTIPROC_ENV) or path)
+    target.mkdir(parents=True, exist_ok=True)
+    if wipe:
+        for stale in target.glob("*.db"):
+            stale.unlink(missing_ok=True)
+    os.environ[MULTIPROC_ENV] = str(target)
+    return target
+
+
+def multiproc_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    job_duration: Histogram
+    stage_duration: Histogram
+    chunks_embedded: Counter
+    embedding_calls: Counter
+    embedding_errors: Counter
+    embedding_seconds: Histogram
+    http_duration: Histogram
+
+
+@lru_cache(maxsize=1)
+def _m() -> _Metrics:
+    from prometheus_client import Counter, Histogram
+
+    return _Metrics(
+        job_duration=Histogram(
+            "prepshelf_job_duration_seconds",
+            "Wall time of finished jobs, first start to finish (all attempts)",
+            ["kind", "status"],
+            buckets=_JOB_BUCKETS,
+        ),
+        stage_duration=Histogram(
+            "prepshelf_stage_duration_seconds",
+            "Time finished jobs spent in each stage",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+        ),
+        chunks_embedded=Counter(
+            "prepshelf_chunks_embedded",
+            "Chunks given a vector (computed or from the embedding cache)",
+            ["embedder"],
+        ),
+        embedding_calls=Counter(
+            "prepshelf_embedding_calls", "Calls to an embedder (vendor requests)", ["embedder"]
+        ),
+        embedding_errors=Counter(
+            "prepshelf_embedding_errors",
+            "Embedding calls that failed (including vendor faults that were retried)",
+            ["embedder"],
+        ),
+        embedding_seconds=Histogram(
+            "prepshelf_embedding_call_duration_seconds",
+            "Time one embed() of a batch took",
+            ["embedder"],
+            buckets=_STAGE_BUCKETS,
+        ),
+        http_duration=Histogram(
+            "prepshelf_http_request_duration_seconds",
+            "API request latency by route template",
+            ["method", "route", "status"],
+            buckets=_HTTP_BUCKETS,
+        ),
+    )
+
+
+# --- API side -------------------------------------------------------------------------
+
+
+def observe_request(*, method: str, route: str, status: int, seconds: float) -> None:
+    _m().http_duration.labels(method, route, str(status)).observe(seconds)
+
+
+# --- worker side ----------------------------------------------------------------------
+
+
+def embedder_label(embedder: object) -> str:
+    """`LocalEmbedder` → `local`: the kind of embedder, never a URL or a key."""
+    inner = getattr(embedder, "inner", embedder)
+    name = type(inner).__name__.lower().removesuffix("embedder")
+    return name or "embedder"
+
+
+def chunks_embedded(embedder: object, count: int) -> None:
+    if count:
+        _m().chunks_embedded.labels(embedder_label(embedder)).inc(count)
+
+
+class InstrumentedEmbedder:
+    """Wraps the worker's embedder to count calls, errors and time; forwards the rest.
+
+    A remote embedder's per-call `last_report` (vendor calls and retried faults) is read in
+    the same thread right after `embed`, so its retries count as errors too.
+    """
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self._label = embedder_label(inner)
+
+    # The wrapped embedder may learn these when its model loads: always read through.
+    @property
+    def model_id(self) -> str:
+        return self.inner.model_id
+
+    @model_id.setter
+    def model_id(self, value: str) -> None:
+        self.inner.model_id = value
+
+    @property
+    def dimensions(self) -> int:
+        return self.inner.dimensions
+
+    @dimensions.setter
+    def dimensions(self, value: int) -> None:
+        self.inner.dimensions = value
+
+    @property
+    def max_input_tokens(self) -> int:
+        return self.inner.max_input_tokens
+
+    @max_input_tokens.setter
+    def max_input_tokens(self, value: int) -> None:
+        self.inner.max_input_tokens = value
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.inner.count_tokens(texts)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        m = _m()
+        start = time.perf_counter()
+        failed = False
+        try:
+            return self.inner.embed(texts)
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            m.embedding_seconds.labels(self._label).observe(time.perf_counter() - start)
+            report = getattr(self.inner, "last_report", None)
+            calls = int(getattr(report, "calls", 0) or 1)
+            errors = int(getattr(report, "retries", 0) or 0) + int(failed)
+            m.embedding_calls.labels(self._label).inc(calls)
+            if errors:
+                m.embedding_errors.labels(self._label).inc(errors)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def instrument_embedder(embedder: Embedder) -> Embedder:
+    return InstrumentedEmbedder(embedder)
+
+
+async def observe_finished_job(conn: AsyncConnection[Any], *, job_id: str) -> None:
+    """Record a finished job's duration and stage times (read back from its row).
+
+    Called after the job's final state is committed: a failure here must never touch the
+    job, so it is logged and dropped.
+    """
+    try:
+        row = await (
+            await conn.execute(
+                """SELECT kind, status, stage_durations,
+                          extract(epoch FROM finished_at - started_at)::float8 AS seconds
+                   FROM jobs WHERE id = %s AND finished_at IS NOT NULL""",
+                [job_id],
+            )
+        ).fetchone()
+    except Exception as exc:
+        log.warning("metrics: could not read job %s for its durations: %s", job_id, exc)
+        return
+    if row is None:
+        return
+    m = _m()
+    if row["seconds"] is not None:
+        m.job_duration.labels(row["kind"], row["status"]).observe(max(0.0, row["seconds"]))
+    for stage, seconds in (row["stage_durations"] or {}).items():
+        m.stage_duration.labels(stage).observe(max(0.0, float(seconds)))
