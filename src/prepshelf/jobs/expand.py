@@ -1,0 +1,211 @@
+"""The archive step of an ingest job: unpack in the sandbox, members become files and jobs.
+
+The sandbox child writes members to a staging folder under the data dir (numbered files, never
+member names); this process copies each into blob storage at `files/<child id>`, then one
+transaction adds the child file rows, their store files and jobs (same store, batch, chunking
+strategy and attributes) and moves the archive's job to stage 'members', where it waits.
+`store/archives.py` finishes the archive when its last member finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import procrastinate
+
+from prepshelf.errors import InvalidFileError
+from prepshelf.ids import new_file_id
+from prepshelf.jobs.enqueue import AttachItem, attach_files
+from prepshelf.jobs.queue import build_app
+from prepshelf.pipeline.archive import (
+    ArchiveLimits,
+    Expansion,
+    expand_archive,
+    outcome_message,
+)
+from prepshelf.pipeline.sandbox import run_in_subprocess
+from prepshelf.settings import Settings
+from prepshelf.store import archives as archives_db
+from prepshelf.store import jobs as jobs_db
+from prepshelf.store.blobs import BlobStore
+
+if TYPE_CHECKING:
+    from prepshelf.jobs.ingest import WorkerResources
+
+log = logging.getLogger(__name__)
+
+_COPY_BLOCK = 1024 * 1024
+_apps: dict[str, procrastinate.App] = {}
+
+
+def limits_from(settings: Settings) -> ArchiveLimits:
+    return ArchiveLimits(
+        max_total_bytes=settings.archive_max_total_bytes,
+        max_members=settings.archive_max_members,
+        max_ratio=settings.archive_max_ratio,
+        ratio_floor_bytes=settings.archive_ratio_floor_bytes,
+        max_depth=settings.archive_max_depth,
+        max_name_component=settings.archive_max_name_component,
+        max_name_bytes=settings.archive_max_name_bytes,
+    )
+
+
+async def expand_archive_job(
+    res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]
+) -> bool:
+    """Expand the job's archive; False when the job was cancelled or its file left the store.
+
+    Raises FileProcessingError when the archive cannot
+    be expanded (bomb, limits, corrupt) or holds nothing ingestible.
+    """
+    s: Settings = res.settings
+    async with res.pool.connection() as conn:
+        await jobs_db.set_stage(conn, job_id=job["id"], stage="expanding")
+        tree = await archives_db.tree_usage(conn, file_id=job["file_id"])
+        parent = await (
+            await conn.execute("SELECT * FROM files WHERE id = %s", [job["file_id"]])
+        ).fetchone()
+    if parent is None:
+        return False
+    staging = s.data_dir / "tmp" / "expand" / job["id"]
+    shutil.rmtree(staging, ignore_errors=True)  # a previous attempt's leftovers
+    staging.mkdir(parents=True)
+    try:
+        target = functools.partial(
+            expand_archive,
+            dest=staging,
+            limits=limits_from(s),
+            depth=tree["depth"],
+            used_bytes=tree["used_bytes"],
+            used_members=tree["used_members"],
+        )
+
+        def expand() -> Expansion:
+            with res.blobs.local_copy(ctx["blob_key"]) as path:
+                result = run_in_subprocess(
+                    target,
+                    path,
+                    ctx["filename"],
+                    timeout_s=s.parse_timeout_s,
+                    memory_limit_bytes=s.parse_memory_limit_mb * 1024 * 1024,
+                )
+            assert isinstance(result, Expansion)
+            return result
+
+        expansion = await asyncio.to_thread(expand)
+        summary = _summary(expansion)
+        if not expansion.members:
+            async with res.pool.connection() as conn:
+                await archives_db.set_result(conn, job_id=job["id"], result=summary)
+            refused = [(r.name, r.reason) for r in expansion.refused]
+            raise InvalidFileError(
+                outcome_message(
+                    failed=[],
+                    failed_total=0,
+                    refused=refused,
+                    refused_total=expansion.refused_total,
+                )
+            )
+        children = await asyncio.to_thread(_store_members, res.blobs, staging, expansion)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return await _attach_members(res, job, parent, children, summary)
+
+
+def _summary(expansion: Expansion) -> dict[str, Any]:
+    return {
+        "archive": expansion.kind,
+        "members": len(expansion.members),
+        "bytes": expansion.total_bytes,
+        "refused_total": expansion.refused_total,
+        "refused": [{"name": r.name, "reason": r.reason} for r in expansion.refused],
+    }
+
+
+def _store_members(
+    blobs: BlobStore, staging: Path, expansion: Expansion
+) -> list[tuple[str, str, int, str]]:
+    """Copy staged members into blob storage; returns (file id, name, bytes, sha256) rows."""
+    rows = []
+    for member in expansion.members:
+        file_id = new_file_id()
+        writer = blobs.open_writer(f"files/{file_id}")
+        try:
+            with (staging / member.staged).open("rb") as fh:
+                while block := fh.read(_COPY_BLOCK):
+                    writer.write(block)
+            sha = writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        rows.append((file_id, member.name, writer.bytes_written, sha))
+    return rows
+
+
+async def _attach_members(
+    res: WorkerResources,
+    job: dict[str, Any],
+    parent: dict[str, Any],
+    children: list[tuple[str, str, int, str]],
+    summary: dict[str, Any],
+) -> bool:
+    """One transaction: child files, their store files and jobs, the archive starts waiting.
+
+    Blobs written before a rollback are orphans; the maintenance sweep removes them.
+    """
+    app = _app(res.settings)
+    async with res.pool.connection() as conn, conn.transaction():
+        row = await (
+            await conn.execute(
+                "SELECT cancel_requested FROM jobs WHERE id = %s FOR UPDATE", [job["id"]]
+            )
+        ).fetchone()
+        vsf = await (
+            await conn.execute(
+                """SELECT batch_id, attributes, chunking_strategy FROM vector_store_files
+                   WHERE vector_store_id = %s AND file_id = %s AND job_id = %s FOR UPDATE""",
+                [job["vector_store_id"], job["file_id"], job["id"]],
+            )
+        ).fetchone()
+        if row is None or row["cancel_requested"] or vsf is None:
+            return False
+        await archives_db.insert_members(conn, parent=parent, members=children)
+        await attach_files(
+            app,
+            conn,
+            project_id=parent["project_id"],
+            store_id=job["vector_store_id"],
+            items=[
+                AttachItem(
+                    file_id=fid,
+                    attributes=vsf["attributes"],
+                    chunking_strategy=vsf["chunking_strategy"],
+                )
+                for fid, *_ in children
+            ],
+            batch_id=vsf["batch_id"],
+        )
+        await archives_db.start_waiting(
+            conn, job_id=job["id"], members=len(children), result=summary
+        )
+    log.info(
+        "job %s: archive expanded into %d member(s), %d refused",
+        job["id"],
+        len(children),
+        summary["refused_total"],
+    )
+    return True
+
+
+def _app(settings: Settings) -> procrastinate.App:
+    """A queue handle for deferring on our own connection (never opened: no pool of its own)."""
+    assert settings.database_url
+    app = _apps.get(settings.database_url)
+    if app is None:
+        app = _apps[settings.database_url] = build_app(settings.database_url, pool_size=1)
+    return app
