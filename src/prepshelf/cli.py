@@ -10,16 +10,12 @@ import secrets
 import sys
 from pathlib import Path
 
+from prepshelf import logs
+from prepshelf.client.commands import add_client_commands
+from prepshelf.keys_cli import add_keys_command, exposure_error
 from prepshelf.settings import Settings
 
 log = logging.getLogger("prepshelf")
-
-
-def _setup_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("PREPSHELF_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
-    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -34,6 +30,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         if v is not None
     }
     return Settings(**overrides)
+
+
+def _metrics_dir(settings: Settings, *, wipe: bool = False) -> None:
+    # Before anything imports prometheus_client: it picks multiprocess storage at import.
+    from prepshelf.metrics import use_multiproc_dir
+
+    use_multiproc_dir(settings.metrics_dir or settings.data_dir / "metrics", wipe=wipe)
 
 
 def _load_or_create_key(data_dir: Path) -> tuple[str, bool]:
@@ -55,6 +58,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _metrics_dir(settings, wipe=True)
     embedded = None
     url = settings.database_url
     if not url:
@@ -62,6 +66,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         url = embedded.start()
     try:
         apply_migrations(url)
+        refusal = exposure_error("serve", settings, url, need_keys=False)
+        if refusal:
+            print(refusal, file=sys.stderr)
+            return 2
         keys = settings.api_keys
         if not keys:
             key, created = _load_or_create_key(settings.data_dir)
@@ -92,19 +100,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _metrics_dir(settings)
     import uvicorn
 
     from prepshelf.api.app import create_app
     from prepshelf.store.migrate import apply_migrations
 
-    settings = _settings(args)
     if not settings.database_url:
         print("prepshelf api: set PREPSHELF_DATABASE_URL", file=sys.stderr)
         return 2
-    if not settings.api_keys:
-        print("prepshelf api: no API keys configured; set PREPSHELF_API_KEYS", file=sys.stderr)
-        return 2
     apply_migrations(settings.database_url)
+    refusal = exposure_error("api", settings, settings.database_url, need_keys=True)
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -116,10 +126,11 @@ def cmd_api(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _metrics_dir(settings)
     from prepshelf.jobs.worker import run_worker
     from prepshelf.store.migrate import apply_migrations
 
-    settings = _settings(args)
     if not settings.database_url:
         print("prepshelf worker: set PREPSHELF_DATABASE_URL", file=sys.stderr)
         return 2
@@ -150,11 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run one worker against PREPSHELF_DATABASE_URL")
     worker.add_argument("--data-dir", type=Path, help="data directory (blobs) [PREPSHELF_DATA_DIR]")
     worker.set_defaults(func=cmd_worker)
+    add_client_commands(sub)
+    add_keys_command(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    _setup_logging()
+    logs.setup()
     args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code

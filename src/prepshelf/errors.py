@@ -6,6 +6,7 @@
     │   ├── ConflictError               409
     │   └── PayloadTooLargeError        413
     ├── AuthenticationError             401
+    ├── PermissionDeniedError           403 (a valid key without the right, e.g. not admin)
     └── FileProcessingError             a file that cannot be ingested; `code` goes to last_error
         ├── UnsupportedFileError        code unsupported_file (a type we do not read)
         ├── InvalidFileError            code invalid_file (broken, empty, encrypted, no text)
@@ -62,6 +63,14 @@ class AuthenticationError(PrepshelfError):
     status_code = 401
     error_type = "authentication_error"
     code = "invalid_api_key"
+
+
+class PermissionDeniedError(PrepshelfError):
+    """This API key is not allowed to do that."""
+
+    status_code = 403
+    error_type = "permission_error"
+    code = "insufficient_permissions"
 
 
 class FileProcessingError(PrepshelfError):

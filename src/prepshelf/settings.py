@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -55,12 +55,105 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = 0.5
 
     # --- remote embedder settings (job-design issue) ---
+    embedder: Literal["local", "remote"] = Field(
+        default="local", description="local = packaged model; remote = OpenAI-compatible API"
+    )
+    remote_embed_url: str | None = Field(
+        default=None, description="Base URL of an OpenAI-compatible API, e.g. http://host/v1"
+    )
+    remote_embed_model: str = "text-embedding-3-small"
+    remote_embed_api_key: SecretStr | None = None
+    remote_embed_dimensions: int | None = Field(default=None, gt=0)
+    remote_embed_max_input_tokens: int = Field(
+        default=510, gt=0, description="Chunk window (counted with the local tokenizer)"
+    )
+    remote_embed_batch_size: int = Field(default=64, gt=0, description="Texts per vendor call")
+    remote_embed_concurrency: int = Field(default=4, gt=0)
+    remote_embed_timeout_s: float = Field(default=60.0, gt=0)
+    remote_embed_retries: int = Field(default=5, ge=0, description="Retries per vendor call")
+    remote_embed_backoff_base_s: float = 0.5
+    remote_embed_backoff_max_s: float = 30.0
     # --- idempotency settings (job-design issue) ---
+    idempotency_ttl_s: float = Field(
+        default=24 * 3600, gt=0, description="How long an Idempotency-Key is remembered"
+    )
+    idempotency_wait_s: float = Field(
+        default=30.0, description="How long a duplicate waits for the first request to finish"
+    )
     # --- events, metrics and logging settings (visibility issue) ---
+    log_level: str = Field(
+        default="INFO", description="Root log level (DEBUG shows library chatter)"
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="json = one object per line with job/file/store/batch ids"
+    )
+    metrics_dir: Path | None = Field(
+        default=None, description="prometheus multiprocess dir; unset = <data_dir>/metrics"
+    )
+    audit_enabled: bool = Field(default=True, description="Record mutating API calls")
+    events_keepalive_s: float = Field(
+        default=15.0, gt=0, description="Seconds between SSE keep-alive comments"
+    )
+    events_retention_s: float = Field(
+        default=7 * 24 * 3600, gt=0, description="How long job events are kept"
+    )
     # --- archive and hostile-input settings (hostile-input issue) ---
+    archive_max_total_bytes: int = Field(
+        default=1024**3, gt=0, description="Uncompressed bytes one archive (with nested) may hold"
+    )
+    archive_max_members: int = Field(
+        default=10_000, gt=0, description="Members one archive (with nested) may hold"
+    )
+    archive_max_ratio: float = Field(
+        default=200.0, gt=1, description="Compression ratio a member may reach (bomb guard)"
+    )
+    archive_ratio_floor_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=0, description="Ratio is checked only past this many bytes"
+    )
+    archive_max_depth: int = Field(
+        default=3, ge=0, description="Archives inside archives expanded at most this deep"
+    )
+    archive_max_name_component: int = Field(default=255, gt=0, description="Bytes per name part")
+    archive_max_name_bytes: int = Field(default=1024, gt=0, description="Bytes per member path")
     # --- projects and keys settings (hostile-input issue) ---
+    key_cache_ttl_s: float = Field(
+        default=2.0, ge=0, description="How long the API trusts a resolved key (revocation lag)"
+    )
     # --- embeddings and batches settings (bulk-embedding issue) ---
+    embeddings_max_inputs: int = Field(
+        default=256, gt=0, description="Inputs per /v1/embeddings call; more → 413, use batches"
+    )
+    embeddings_max_tokens: int = Field(
+        default=16384, gt=0, description="Tokens per /v1/embeddings call; more → 413"
+    )
+    batch_slice_lines: int = Field(default=256, gt=0, description="Batch lines per checkpoint")
+    batch_slice_inputs: int = Field(default=2048, gt=0, description="Inputs per batch slice")
+    batch_completion_window_s: float = Field(
+        default=24 * 3600, gt=0, description="How long the '24h' completion window lasts"
+    )
     # --- blob storage, search and maintenance settings (scale issue) ---
+    blob_url: str | None = Field(
+        default=None, description="s3://bucket/prefix for S3-compatible storage; unset = data dir"
+    )
+    s3_endpoint_url: str | None = Field(default=None, description="e.g. http://minio:9000")
+    s3_region: str | None = None
+    s3_access_key_id: str | None = Field(default=None, description="unset = boto3's chain")
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    s3_part_size_mb: int = Field(default=8, ge=5, le=512, description="Multipart part size")
+    search_hybrid_default: bool = Field(
+        default=False, description="Fuse full-text with vector search when a request says nothing"
+    )
+    maintenance_interval_s: int = Field(
+        default=300, ge=60, description="How often maintenance runs (once per cluster), ≥ 60"
+    )
+    orphan_blob_grace_s: float = Field(
+        default=3600, ge=0, description="Blobs without a file row older than this are deleted"
+    )
+    audit_retention_s: float = Field(default=90 * 24 * 3600, gt=0)
+    embedding_cache_max_age_days: int = Field(
+        default=30, ge=1, description="Embedding cache entries older than this are dropped"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

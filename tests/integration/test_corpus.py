@@ -28,7 +28,14 @@ EXPECTED_FAILURES = {
     "r2-user-password.pdf": ("invalid_file", "encrypted"),
     "r4-aes-user-password.pdf": ("invalid_file", "encrypted"),
     "smile.pdf": ("unsupported_file", "png"),
+    "zip-traversal.zip": ("invalid_file", "all 4 members refused"),
+    "zip-bomb-1gib.zip": ("invalid_file", "uncompressed-size limit"),
+    "nested-zip-40-levels.zip": ("invalid_file", "nesting limit"),
 }
+# Members of the good archives (all complete) and of the nested chain (level1..3.zip, failed):
+# members join their archive's batch, so batch counts include them (see test_archives.py).
+GOOD_MEMBERS = 5 + 4 + 3
+NESTED_MEMBERS = 3
 
 # Questions each answered by one document of the corpus.
 QUESTIONS = [
@@ -77,7 +84,7 @@ def corpus_service(
 def ingested(corpus_service: Service) -> dict[str, Any]:
     client = corpus_service.openai()
     vs = client.vector_stores.create(name="dev corpus")
-    paths = good_files() + bad_files(archives=True)
+    paths = good_files(archives=True) + bad_files(archives=True)
     handles = [p.open("rb") for p in paths]
     try:
         batch = client.vector_stores.file_batches.upload_and_poll(
@@ -98,20 +105,24 @@ def _by_name(ingested: dict[str, Any]) -> dict[str, Any]:
 def test_batch_counts_are_exact(ingested: dict[str, Any]) -> None:
     counts = ingested["batch"].file_counts
     assert counts.in_progress == 0
-    assert counts.total == len(ingested["paths"])
-    assert counts.completed == len(good_files())
-    assert counts.failed == len(bad_files(archives=True))
+    assert counts.total == len(ingested["paths"]) + GOOD_MEMBERS + NESTED_MEMBERS
+    assert counts.completed == len(good_files(archives=True)) + GOOD_MEMBERS
+    assert counts.failed == len(bad_files(archives=True)) + NESTED_MEMBERS
+    assert counts.total == len(ingested["files"])
 
 
 def test_every_good_file_completes(ingested: dict[str, Any]) -> None:
     by_name = _by_name(ingested)
     not_done = {
         p.name: (by_name[p.name].status, by_name[p.name].last_error)
-        for p in good_files()
+        for p in good_files(archives=True)
         if by_name[p.name].status != "completed"
     }
     assert not_done == {}
-    assert all(by_name[p.name].usage_bytes > 0 for p in good_files())
+    assert all(by_name[p.name].usage_bytes > 0 for p in good_files())  # archives hold no chunks
+    members = {n: f for n, f in by_name.items() if "/" in n}  # every good member is in a folder
+    assert len(members) == GOOD_MEMBERS
+    assert all(f.status == "completed" for f in members.values())
 
 
 def test_every_bad_file_fails_precisely(ingested: dict[str, Any]) -> None:
@@ -121,12 +132,9 @@ def test_every_bad_file_fails_precisely(ingested: dict[str, Any]) -> None:
         assert vsf.status == "failed", path.name
         error = vsf.last_error
         assert error is not None and error.message.startswith(path.name), (path.name, error)
-        if path.name in EXPECTED_FAILURES:
-            code, words = EXPECTED_FAILURES[path.name]
-            assert error.code == code, (path.name, error)
-            assert words in error.message.lower(), (path.name, error)
-        else:  # archives: refused until archive support lands, never "completed"
-            assert error.code in ("unsupported_file", "invalid_file"), (path.name, error)
+        code, words = EXPECTED_FAILURES[path.name]
+        assert error.code == code, (path.name, error)
+        assert words in error.message.lower(), (path.name, error)
 
 
 def test_questions_find_their_document_in_top_3(

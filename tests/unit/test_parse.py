@@ -12,7 +12,7 @@ import pytest
 
 from prepshelf.errors import FileProcessingError, InvalidFileError, UnsupportedFileError
 from prepshelf.pipeline.formats.html import html_to_text
-from prepshelf.pipeline.parse import normalise_text, parse_file
+from prepshelf.pipeline.parse import ArchiveFileError, normalise_text, parse_file
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "dev"
 needs_corpus = pytest.mark.skipif(
@@ -149,8 +149,8 @@ def test_bad_files_fail_precisely(name: str, expected: tuple[type[Exception], st
 
 @needs_corpus
 @pytest.mark.parametrize("row", _ARCHIVES, ids=lambda row: row["path"])
-def test_archives_are_not_supported_yet(row: dict[str, str]) -> None:
-    with pytest.raises(UnsupportedFileError, match=r"^archives are not supported yet$"):
+def test_archives_are_expanded_not_parsed(row: dict[str, str]) -> None:
+    with pytest.raises(ArchiveFileError, match=r"archives are expanded into their members"):
         parse_file(CORPUS / row["path"], Path(row["path"]).name)
 
 
@@ -265,7 +265,7 @@ def test_unsupported_and_broken_containers(tmp_path: Path) -> None:
         zf.writestr("xl/workbook.xml", "<workbook/>")
     with pytest.raises(UnsupportedFileError, match="XLSX files are not supported yet"):
         parse_file(xlsx, "book.xlsx")
-    with pytest.raises(UnsupportedFileError, match=r"^archives are not supported yet$"):
+    with pytest.raises(ArchiveFileError, match=r"^GZIP archives are expanded into their"):
         parse_file(_write(tmp_path, "a.txt.gz", gzip.compress(b"hello")), "a.txt.gz")
     docx = tmp_path / "broken.docx"
     with zipfile.ZipFile(docx, "w") as zf:

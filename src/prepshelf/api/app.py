@@ -9,21 +9,31 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from prepshelf import __version__
+from prepshelf.api import observe
 from prepshelf.api.auth import KeyRing
+from prepshelf.api.body_limit import JsonBodyLimit
 from prepshelf.api.errors import install_error_handlers
+from prepshelf.api.events_hub import EventsHub
+from prepshelf.api.openapi import install_openapi
 from prepshelf.api.query_embedder import QueryEmbedder
+from prepshelf.api.routes import admin as admin_routes
+from prepshelf.api.routes import audit as audit_routes
+from prepshelf.api.routes import batches as batches_routes
+from prepshelf.api.routes import embeddings as embeddings_routes
+from prepshelf.api.routes import events as events_routes
 from prepshelf.api.routes import file_batches, files, health, jobs, store_files, vector_stores
+from prepshelf.api.routes import metrics as metrics_routes
 from prepshelf.jobs.queue import build_app
 from prepshelf.pipeline.embed import default_model_dir
-from prepshelf.pipeline.model_info import read_model_info
+from prepshelf.pipeline.embedders import build_embedder, embedder_model_info
 from prepshelf.settings import Settings
-from prepshelf.store.blobs import LocalBlobStore
+from prepshelf.store.blob_factory import build_blob_store
 from prepshelf.store.db import open_pool, wait_for_database_async
+from prepshelf.web import routes as web_routes
 
 
 def create_app(settings: Settings) -> FastAPI:
-    if not settings.api_keys:
-        raise ValueError("no API keys configured: set PREPSHELF_API_KEYS")
+    # Keys come from PREPSHELF_API_KEYS and/or the api_keys table: `prepshelf api` checks.
     database_url = settings.database_url
     if not database_url:
         raise ValueError("the API needs PREPSHELF_DATABASE_URL")
@@ -35,20 +45,37 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.pool = await open_pool(database_url, max_size=settings.db_pool_size)
         queue = build_app(database_url, pool_size=2)
         app.state.queue = queue
+        app.state.events_hub = EventsHub(database_url)
+        await app.state.events_hub.start()
         try:
             async with queue.open_async():
                 yield
         finally:
+            await app.state.events_hub.stop()
             await app.state.pool.close()
 
     app = FastAPI(title="prepshelf", version=__version__, lifespan=lifespan)
     app.state.settings = settings
-    app.state.keyring = KeyRing(settings.api_keys)
-    app.state.blobs = LocalBlobStore(settings.blob_dir)
-    app.state.model_info = read_model_info(model_dir, settings.model_id)
-    app.state.query_embedder = QueryEmbedder(model_dir, threads=1)
+    app.state.keyring = KeyRing(settings.api_keys, ttl_s=settings.key_cache_ttl_s)
+    app.state.blobs = build_blob_store(settings)
+    app.state.model_info = embedder_model_info(settings)
+    app.state.query_embedder = QueryEmbedder(
+        model_dir,
+        threads=1,
+        factory=(lambda: build_embedder(settings)) if settings.embedder == "remote" else None,
+    )
     install_error_handlers(app)
     for module in (health, files, vector_stores, store_files, file_batches, jobs):
         app.include_router(module.router)
     # --- more routers: add one include per line below, each helper its own line ---
+    app.include_router(admin_routes.router)
+    app.add_middleware(JsonBodyLimit, max_bytes=settings.max_json_body_bytes)
+    install_openapi(app)  # 4XX error bodies instead of FastAPI's unused 422 shape
+    app.include_router(events_routes.router)
+    app.include_router(web_routes.router)
+    app.include_router(embeddings_routes.router)
+    app.include_router(batches_routes.router)
+    app.include_router(metrics_routes.router)
+    app.include_router(audit_routes.router)
+    observe.install(app)  # log context, request latency, audit rows after the response
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -21,7 +22,11 @@ def error_body(
 
 
 def _param_from_loc(loc: tuple[object, ...]) -> str | None:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    # Only the first element says where the value was ("body", "query", …): a field may
+    # itself be called `query`.
+    if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+        loc = loc[1:]
+    parts = [str(p) for p in loc]
     out = ""
     for p in parts:
         out += f"[{p}]" if p.isdigit() else (f".{p}" if out else p)
@@ -51,6 +56,22 @@ def install_error_handlers(app: FastAPI) -> None:
             message = f"Invalid value for '{param}': {message}"
         return JSONResponse(
             error_body(message, "invalid_request_error", param, None), status_code=400
+        )
+
+    @app.exception_handler(psycopg.DataError)
+    async def _data(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # A value PostgreSQL cannot take (a NUL character, an out-of-range number) came from
+        # the request: the caller's mistake, not ours.
+        log.info("rejected a value: %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            error_body(
+                "The request contains a value that cannot be stored or compared "
+                "(for example a NUL character or an out-of-range number)",
+                "invalid_request_error",
+                None,
+                None,
+            ),
+            status_code=400,
         )
 
     @app.exception_handler(StarletteHTTPException)

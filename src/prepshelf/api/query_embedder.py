@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,14 +18,22 @@ if TYPE_CHECKING:
 
 
 class QueryEmbedder:
-    def __init__(self, model_dir: Path, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        threads: int | None = None,
+        factory: Callable[[], Embedder] | None = None,
+    ) -> None:
         self._model_dir = model_dir
         self._threads = threads
+        self._factory = factory  # e.g. the remote embedder; None = the local model
         self._embedder: Embedder | None = None
         self._lock = threading.Lock()
 
     def _get(self) -> Embedder:
         with self._lock:
+            if self._embedder is None and self._factory is not None:
+                self._embedder = self._factory()
             if self._embedder is None:
                 from prepshelf.pipeline.embed import LocalEmbedder
 

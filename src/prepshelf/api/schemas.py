@@ -88,9 +88,23 @@ class FileBatchCreate(_Body):
         return self
 
 
+class HybridSearch(_Body):
+    """Reciprocal rank fusion weights of the vector and full-text rankings (Responses API)."""
+
+    embedding_weight: float = Field(ge=0.0, le=100.0)
+    text_weight: float = Field(ge=0.0, le=100.0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> HybridSearch:
+        if self.embedding_weight + self.text_weight <= 0:
+            raise ValueError("At least one of 'embedding_weight' and 'text_weight' must be > 0")
+        return self
+
+
 class RankingOptions(_Body):
     ranker: Literal["none", "auto", "default-2024-11-15"] = "auto"
     score_threshold: float = Field(0.0, ge=0.0, le=1.0)
+    hybrid_search: HybridSearch | None = None
 
 
 class SearchRequest(_Body):
@@ -105,3 +119,13 @@ class SearchRequest(_Body):
     filters: dict[str, Any] | None = None
     ranking_options: RankingOptions | None = None
     rewrite_query: bool = False
+
+
+class ProjectCreate(_Body):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class ApiKeyCreate(_Body):
+    project_id: str = Field(min_length=1, max_length=128)
+    name: str | None = Field(None, max_length=256)
+    is_admin: bool = False

@@ -7,6 +7,7 @@ writes every byte twice; this parser writes each byte once and never holds the f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import quote
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
@@ -15,6 +16,9 @@ from prepshelf.errors import InvalidRequestError, PayloadTooLargeError, Prepshel
 from prepshelf.store.blobs import BlobStore, BlobWriter
 
 _MAX_FIELD_BYTES = 64 * 1024
+_MAX_PARTS = 16
+# Per request: the file plus room for the other fields and the multipart framing.
+_MAX_OVERHEAD_BYTES = 1024 * 1024
 
 
 @dataclass
@@ -44,16 +48,20 @@ async def receive_upload(
             "Expected a multipart/form-data body with a 'file' part", param="file"
         )
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + _MAX_FIELD_BYTES:
+    if declared and declared.isdigit() and int(declared) > max_bytes + _MAX_OVERHEAD_BYTES:
         raise PayloadTooLargeError(_too_large(max_bytes), param="file")
 
     result = UploadResult()
     state: dict[str, _Part] = {}
     header_field, header_value = bytearray(), bytearray()
     errors: list[Exception] = []
+    parts = [0]
 
     def on_part_begin() -> None:
         state["part"] = _Part()
+        parts[0] += 1
+        if parts[0] > _MAX_PARTS:
+            errors.append(InvalidRequestError(f"More than {_MAX_PARTS} form fields"))
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
         header_field.extend(data[start:end])
@@ -70,7 +78,8 @@ async def receive_upload(
 
     def on_headers_finished() -> None:
         part = state["part"]
-        _, disp = parse_options_header(part.headers.get("content-disposition", ""))
+        # As bytes: given a str, the parser encodes it as latin-1 and fails on UTF-8 names.
+        _, disp = parse_options_header(part.headers.get("content-disposition", "").encode())
         part.name = disp.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" in disp:
             part.filename = disp[b"filename"].decode("utf-8", "replace")
@@ -116,7 +125,11 @@ async def receive_upload(
         },
     )
     try:
+        received = 0
         async for chunk in request.stream():
+            received += len(chunk)
+            if received > max_bytes + _MAX_OVERHEAD_BYTES:
+                raise PayloadTooLargeError(_too_large(max_bytes), param="file")
             parser.write(chunk)
             if errors:
                 raise errors[0]
@@ -137,3 +150,23 @@ async def receive_upload(
 
 def _too_large(max_bytes: int) -> str:
     return f"File is larger than the upload limit of {max_bytes} bytes"
+
+
+def safe_filename(name: str) -> str:
+    """The name we store: base name only, printable characters only, at most 255 characters.
+
+    It is only ever a label (blobs are stored under the file id), but it reaches headers,
+    logs and dashboards, so path parts, control and bidi characters are dropped.
+    """
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch for ch in base if ch.isprintable()).strip()
+    return cleaned[:255] if cleaned not in ("", ".", "..") else "upload"
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII fallback and the exact name as RFC 5987 `filename*`."""
+    fallback = "".join(
+        ch if " " <= ch <= "~" and ch not in '"\\;%' else "_" for ch in filename
+    ).strip()
+    encoded = quote(filename, safe="")
+    return f"attachment; filename=\"{fallback or 'download'}\"; filename*=UTF-8''{encoded}"

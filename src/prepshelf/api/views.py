@@ -32,7 +32,9 @@ def _counts(row: Row) -> dict[str, int]:
 
 def vector_store_object(row: Row, now: datetime | None = None) -> dict[str, Any]:
     counts = _counts(row)
-    expired = row["expires_at"] is not None and now is not None and row["expires_at"] <= now
+    expired = row.get("expired_at") is not None or (
+        row["expires_at"] is not None and now is not None and row["expires_at"] <= now
+    )
     status = "expired" if expired else ("in_progress" if counts["in_progress"] else "completed")
     return {
         "id": row["id"],
@@ -105,6 +107,7 @@ def job_object(row: Row) -> dict[str, Any]:
         "attempts": row["attempts"],
         "attempt_log": row["attempt_log"],
         "error": row["error"],
+        "result": row.get("result"),  # an archive's members: ingested, refused, failed
         "worker": row["worker"],
         "heartbeat_at": ts(row["heartbeat_at"]),
         "created_at": ts(row["created_at"]),
@@ -124,6 +127,19 @@ def job_object(row: Row) -> dict[str, Any]:
         "vector_store_id": row["vector_store_id"],
         "file_id": row["file_id"],
         "batch_id": row["batch_id"],
+        "links": _job_links(row),
+    }
+
+
+def _job_links(row: Row) -> dict[str, str | None]:
+    store, file, batch = row["vector_store_id"], row["file_id"], row["batch_id"]
+    return {
+        "self": f"/v1/jobs/{row['id']}",
+        "events": f"/v1/jobs/{row['id']}/events",
+        "file": f"/v1/files/{file}" if file else None,
+        "vector_store": f"/v1/vector_stores/{store}" if store else None,
+        "vector_store_file": f"/v1/vector_stores/{store}/files/{file}" if store and file else None,
+        "batch": f"/v1/vector_stores/{store}/file_batches/{batch}" if store and batch else None,
     }
 
 

@@ -17,10 +17,13 @@ from typing import Any
 
 import psycopg
 
+from prepshelf import logs, metrics
 from prepshelf.errors import FileProcessingError, InvalidFileError
+from prepshelf.jobs.expand import expand_archive_job
 from prepshelf.jobs.retry import RequeueJob, backoff_delay
 from prepshelf.pipeline.chunk import ChunkingStrategy, chunk_text
 from prepshelf.pipeline.embed import Embedder
+from prepshelf.pipeline.parse import ArchiveFileError
 from prepshelf.pipeline.sandbox import parse_in_subprocess
 from prepshelf.pipeline.tokenizer import load_tokenizer
 from prepshelf.settings import Settings
@@ -55,12 +58,14 @@ class _StageError(Exception):
 
 
 async def run_ingest(res: WorkerResources, job_id: str) -> None:
+    logs.bind(job_id=job_id)  # each queue job runs in its own asyncio task: no leak
     async with res.pool.connection() as conn:
         job = await jobs_db.claim_job(conn, job_id=job_id, worker=res.worker_name)
         if job is None:
             # Already final, or cancelled before it started: make sure cancel is complete.
             await jobs_db.finish_cancelled(conn, job_id=job_id)
             return
+    logs.bind_job(job)
     try:
         await _ingest(res, job)
     except JobCancelled:
@@ -101,6 +106,7 @@ async def _handle_failure(res: WorkerResources, job: dict[str, Any], err: _Stage
     log.error("job %s failed: %s", job["id"], error["message"])
     async with res.pool.connection() as conn:
         await jobs_db.finish_failed(conn, job=job, error=error)
+        await metrics.observe_finished_job(conn, job_id=job["id"])
 
 
 def _error_body(job: dict[str, Any], err: _StageError, *, transient: bool) -> dict[str, Any]:
@@ -142,8 +148,16 @@ async def _ingest(res: WorkerResources, job: dict[str, Any]) -> None:
     ctx = await _load_context(res, job)
     job["filename"] = ctx["filename"]
     store_id, file_id = job["vector_store_id"], job["file_id"]
+    if job["stage"] == "members":  # an expanded archive, delivered again: its members settle it
+        return
     if not job["chunks_stored"]:
-        await _parse_and_chunk(res, job, ctx)
+        try:
+            await _parse_and_chunk(res, job, ctx)
+        except _StageError as err:
+            if not isinstance(err.cause, ArchiveFileError):
+                raise
+            await _expand(res, job, ctx)
+            return
     else:
         async with res.pool.connection() as conn:
             await jobs_db.set_stage(conn, job_id=job["id"], stage="embedding")
@@ -152,20 +166,36 @@ async def _ingest(res: WorkerResources, job: dict[str, Any]) -> None:
         await jobs_db.set_stage(conn, job_id=job["id"], stage="indexing")
         size = await chunks_db.usage_bytes(conn, store_id=store_id, file_id=file_id)
         await jobs_db.finish_succeeded(conn, job=job, usage_bytes=size)
+        await metrics.observe_finished_job(conn, job_id=job["id"])
+
+
+async def _expand(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]) -> None:
+    """Archives become member files with jobs of their own (`jobs/expand.py`)."""
+    try:
+        expanded = await expand_archive_job(res, job, ctx)
+    except Exception as exc:
+        raise _StageError("expanding", exc) from exc
+    if not expanded:
+        raise JobCancelled("cancel requested")
 
 
 async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]) -> None:
     s = res.settings
     async with res.pool.connection() as conn:
         await jobs_db.set_stage(conn, job_id=job["id"], stage="parsing")
+
+    def parse() -> Any:
+        # The sandbox reads a real file: the blob itself, or a temporary download from S3.
+        with res.blobs.local_copy(ctx["blob_key"]) as path:
+            return parse_in_subprocess(
+                path,
+                ctx["filename"],
+                timeout_s=s.parse_timeout_s,
+                memory_limit_bytes=s.parse_memory_limit_mb * 1024 * 1024,
+            )
+
     try:
-        doc = await asyncio.to_thread(
-            parse_in_subprocess,
-            res.blobs.path(ctx["blob_key"]),
-            ctx["filename"],
-            timeout_s=s.parse_timeout_s,
-            memory_limit_bytes=s.parse_memory_limit_mb * 1024 * 1024,
-        )
+        doc = await asyncio.to_thread(parse)
     except Exception as exc:
         raise _StageError("parsing", exc) from exc
 
@@ -228,6 +258,7 @@ async def _embed_all(res: WorkerResources, job: dict[str, Any], model: str) -> N
             await step
             raise
         done += len(rows)
+        metrics.chunks_embedded(res.embedder, len(rows))
         batch_no += 1
         if cancelled:
             raise JobCancelled("cancel requested")
@@ -250,8 +281,19 @@ async def _embed_batch(
         missing = [r for r, d in zip(rows, digests, strict=True) if d not in cached]
         computed: dict[bytes, Any] = {}
         if missing:
-            vectors = await asyncio.to_thread(res.embedder.embed, [r["text"] for r in missing])
+            vectors, report = await asyncio.to_thread(
+                _embed_with_report, res.embedder, [r["text"] for r in missing]
+            )
             computed = {bytes(r["text_sha256"]): v for r, v in zip(missing, vectors, strict=True)}
+            if report is not None and report.retries:
+                async with res.pool.connection() as conn:
+                    await jobs_db.note_vendor_retries(
+                        conn,
+                        job=job,
+                        retries=report.retries,
+                        last_status=report.last_status,
+                        detail=f"batch {batch_no}: {report.last_error}",
+                    )
         vectors_by_row = [
             (r["chunk_index"], d, cached[d] if d in cached else computed[d])
             for r, d in zip(rows, digests, strict=True)
@@ -278,3 +320,9 @@ async def _embed_batch(
         raise
     except Exception as exc:
         raise _StageError("embedding", exc, batch=batch_no, chunk_index=first) from exc
+
+
+def _embed_with_report(embedder: Embedder, texts: list[str]) -> tuple[Any, Any]:
+    """Embed in this thread and read back what the vendor put us through (remote only)."""
+    vectors = embedder.embed(texts)
+    return vectors, getattr(embedder, "last_report", None)

@@ -14,6 +14,8 @@ from psycopg import AsyncConnection
 INGEST_QUEUE = "ingest"
 MAINTENANCE_QUEUE = "maintenance"
 INGEST_TASK = "prepshelf.ingest_file"
+BATCH_QUEUE = "batches"  # /v1/batches: its own sub-worker, so ingest never waits
+BATCH_TASK = "prepshelf.embed_batch"
 
 
 def build_app(

@@ -35,5 +35,5 @@ def backoff_delay(
 class RequeueStrategy(BaseRetryStrategy):
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
         if isinstance(exception, RequeueJob):
-            return RetryDecision(retry_in={"seconds": int(round(exception.delay_s))})
+            return RetryDecision(retry_in={"seconds": round(exception.delay_s)})
         return None

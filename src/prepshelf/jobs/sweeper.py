@@ -13,8 +13,10 @@ from typing import Any
 import procrastinate
 from procrastinate.jobs import Status
 
-from prepshelf.jobs.queue import INGEST_QUEUE
+from prepshelf.jobs.queue import BATCH_QUEUE, INGEST_QUEUE
 from prepshelf.settings import Settings
+from prepshelf.store import archives as archives_db
+from prepshelf.store import batches as batches_db
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store.db import Pool
 
@@ -29,6 +31,7 @@ _ORPHANS = """
     JOIN procrastinate_jobs p ON p.id = j.queue_job_id
     LEFT JOIN files f ON f.id = j.file_id
     WHERE j.status IN ('queued', 'running')
+      AND j.stage IS DISTINCT FROM 'members'  -- an archive waits for its members, not a message
       AND p.status IN ('succeeded', 'failed', 'cancelled', 'aborted')"""
 
 
@@ -37,9 +40,13 @@ async def sweep(
 ) -> dict[str, int]:
     """One pass; returns counts of what it did (for logs and tests)."""
     requeued = failed = orphans = 0
-    stalled = await app.job_manager.get_stalled_jobs(
-        queue=INGEST_QUEUE, seconds_since_heartbeat=settings.stall_timeout_s
-    )
+    stalled = [
+        qjob
+        for queue in (INGEST_QUEUE, BATCH_QUEUE)
+        for qjob in await app.job_manager.get_stalled_jobs(
+            queue=queue, seconds_since_heartbeat=settings.stall_timeout_s
+        )
+    ]
     for qjob in stalled:
         job_id = qjob.task_kwargs.get("job_id")
         async with pool.connection() as conn:
@@ -49,6 +56,9 @@ async def sweep(
                 continue
             if job["attempts"] >= settings.max_attempts:
                 await jobs_db.finish_failed(conn, job=job, error=_died_error(job))
+                await batches_db.fail_batch_of_job(
+                    conn, job_id=job["id"], message=_died_error(job)["message"]
+                )
                 await app.job_manager.finish_job(qjob, status=Status.FAILED, delete_job=False)
                 failed += 1
             else:
@@ -70,7 +80,12 @@ async def sweep(
                     "file_id": job["file_id"],
                 },
             )
+            await batches_db.fail_batch_of_job(
+                conn, job_id=job["id"], message="processing ended unexpectedly"
+            )
             orphans += 1
+    async with pool.connection() as conn:
+        await archives_db.settle_waiting_archives(conn)  # safety net; members settle them
     if requeued or failed or orphans:
         log.warning("sweeper: requeued %d, failed %d, orphans %d", requeued, failed, orphans)
     return {"requeued": requeued, "failed": failed, "orphans": orphans}

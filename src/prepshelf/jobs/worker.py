@@ -1,4 +1,4 @@
-"""A worker process: one ingest sub-worker and one maintenance sub-worker on one event loop.
+"""A worker process: ingest, batches and maintenance sub-workers on one event loop.
 
 CPU work (parsing in a child process, chunking, embedding) runs in threads, so the loop keeps
 beating heartbeats while a file is busy: a slow-but-alive job is never declared dead.
@@ -7,26 +7,41 @@ beating heartbeats while a file is busy: a slow-but-alive job is never declared 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 
 import procrastinate
+import psycopg
 
+from prepshelf.jobs import batch_embed, maintenance, prune_events
 from prepshelf.jobs.ingest import WorkerResources, run_ingest
-from prepshelf.jobs.queue import INGEST_QUEUE, INGEST_TASK, MAINTENANCE_QUEUE, build_app
+from prepshelf.jobs.queue import (
+    BATCH_QUEUE,
+    INGEST_QUEUE,
+    INGEST_TASK,
+    MAINTENANCE_QUEUE,
+    build_app,
+)
 from prepshelf.jobs.retry import RequeueStrategy
 from prepshelf.jobs.sweeper import sweep
+from prepshelf.metrics import instrument_embedder
 from prepshelf.pipeline.embed import LocalEmbedder, default_model_dir
+from prepshelf.pipeline.embedders import build_embedder
 from prepshelf.pipeline.sandbox import shutdown_sandbox
 from prepshelf.pipeline.tokenizer import load_tokenizer
 from prepshelf.settings import Settings
-from prepshelf.store.blobs import LocalBlobStore
+from prepshelf.store.blob_factory import build_blob_store
 from prepshelf.store.db import open_pool, wait_for_database_async
 
 log = logging.getLogger(__name__)
+
+_DB_WAIT_S = 300.0  # how long a worker waits for a lost database before giving up
+_MAX_QUICK_RESTARTS = 10
 
 
 def _register_tasks(app: procrastinate.App, res: WorkerResources) -> None:
@@ -37,6 +52,9 @@ def _register_tasks(app: procrastinate.App, res: WorkerResources) -> None:
     every = max(1, min(59, res.settings.sweep_interval_s))
 
     # --- more tasks: each feature registers its tasks with one call per line below ---
+    maintenance.register(app, res)
+    prune_events.register(app, res)
+    batch_embed.register(app, res)
 
     @app.periodic(cron=f"* * * * * */{every}", periodic_id="sweep")
     @app.task(name="prepshelf.sweep", queue=MAINTENANCE_QUEUE, queueing_lock="prepshelf.sweep")
@@ -51,18 +69,17 @@ async def run_worker(settings: Settings) -> None:
         os.nice(settings.worker_nice)
     await wait_for_database_async(settings.database_url)
     model_dir = settings.model_dir or default_model_dir()
-    embedder = LocalEmbedder(
-        model_dir, batch_size=settings.embed_batch_size, threads=settings.torch_threads
-    )
+    embedder = build_embedder(settings)
     # Load the model and tokenizer before taking work, so the first job pays nothing.
-    await asyncio.to_thread(embedder.embed, ["warm-up"])
+    if isinstance(embedder, LocalEmbedder):
+        await asyncio.to_thread(embedder.embed, ["warm-up"])
     load_tokenizer(Path(model_dir))
     pool = await open_pool(settings.database_url, min_size=1, max_size=4)
     res = WorkerResources(
         settings=settings,
         pool=pool,
-        blobs=LocalBlobStore(settings.blob_dir),
-        embedder=embedder,
+        blobs=build_blob_store(settings),
+        embedder=instrument_embedder(embedder),  # counts calls, errors, time
         model_dir=Path(model_dir),
         worker_name=f"{socket.gethostname()}:{os.getpid()}",
     )
@@ -75,19 +92,68 @@ async def run_worker(settings: Settings) -> None:
     _register_tasks(app, res)
     try:
         async with app.open_async():
-            await _run_sub_workers(app, res.worker_name)
+            await _run_until_stopped(app, res)
     finally:
         await pool.close()
         shutdown_sandbox()
 
 
-async def _run_sub_workers(app: procrastinate.App, name: str) -> None:
+async def _run_until_stopped(app: procrastinate.App, res: WorkerResources) -> None:
+    """Run the sub-workers; when they stop on their own (the database went away), wait for
+    the database and start them again, so a PostgreSQL restart needs no outside supervisor.
+    Bounded: a database gone longer than `_DB_WAIT_S`, or too many quick failures, ends the
+    process with an error (a supervisor, if any, takes over from there)."""
+    stopping = asyncio.Event()
+    quick_failures = 0
+    while True:
+        started = time.monotonic()
+        lost = await _run_sub_workers(app, res.worker_name, stopping)
+        if stopping.is_set():
+            return
+        quick_failures = quick_failures + 1 if time.monotonic() - started < 60 else 1
+        if quick_failures > _MAX_QUICK_RESTARTS:
+            raise RuntimeError(f"worker {res.worker_name}: sub-workers keep stopping: {lost!r}")
+        delay = min(10.0, 0.5 * 2**quick_failures)
+        log.warning(
+            "worker %s: sub-workers stopped (%r); database lost? reconnecting in %.1f s",
+            res.worker_name,
+            lost,
+            delay,
+        )
+        assert res.settings.database_url
+        deadline = time.monotonic() + _DB_WAIT_S
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            if stopping.is_set():
+                return
+            try:
+                await wait_for_database_async(res.settings.database_url, timeout_s=1)
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+
+
+async def _run_sub_workers(
+    app: procrastinate.App, name: str, stopping: asyncio.Event | None = None
+) -> BaseException | None:
+    """Run until a signal (returns None) or until a sub-worker stops by itself (returns why)."""
+    stopping = stopping or asyncio.Event()
     subs = [
         asyncio.create_task(
             app.run_worker_async(
                 queues=[INGEST_QUEUE],
                 concurrency=1,
                 name=f"{name}/ingest",
+                install_signal_handlers=False,
+            )
+        ),
+        asyncio.create_task(
+            app.run_worker_async(
+                queues=[BATCH_QUEUE],
+                concurrency=1,
+                name=f"{name}/batches",
                 install_signal_handlers=False,
             )
         ),
@@ -104,13 +170,27 @@ async def _run_sub_workers(app: procrastinate.App, name: str) -> None:
 
     def stop() -> None:
         log.info("worker %s stopping: finishing the batch in flight, releasing its job", name)
+        stopping.set()
         for task in subs:
             task.cancel()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
     log.info("worker %s ready", name)
+    done, _ = await asyncio.wait(subs, return_when=asyncio.FIRST_COMPLETED)
+    if not stopping.is_set():
+        # One sub-worker stopped by itself (procrastinate stops when its listener loses the
+        # database): stop the others too, handing their jobs back, and report why.
+        for task in subs:
+            task.cancel()
     results = await asyncio.gather(*subs, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
-            raise result
+    if stopping.is_set():
+        return None
+    return next(
+        (
+            r
+            for r in results
+            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
+        ),
+        RuntimeError(f"{len(done)} sub-worker(s) stopped by themselves"),
+    )

@@ -20,6 +20,17 @@ from prepshelf.pipeline.formats.text import extract_text
 from prepshelf.pipeline.sniff import ARCHIVE_KINDS, sniff_file
 
 
+class ArchiveFileError(UnsupportedFileError):
+    """The file is an archive: not parsed, but expanded into member files by the ingest job."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"{kind.upper()} archives are expanded into their members, not parsed")
+        self.kind = kind
+
+    def __reduce__(self) -> tuple[type[ArchiveFileError], tuple[str]]:
+        return (type(self), (self.kind,))  # crosses the sandbox pipe as ArchiveFileError(kind)
+
+
 @dataclass(frozen=True)
 class ParsedDocument:
     text: str  # extracted text, NUL-free, normalised whitespace
@@ -50,7 +61,7 @@ def parse_file(path: Path, filename: str) -> ParsedDocument:
     """
     kind = sniff_file(path, filename)
     if kind in ARCHIVE_KINDS:
-        raise UnsupportedFileError("archives are not supported yet")
+        raise ArchiveFileError(kind)
     extractor = _EXTRACTORS.get(kind)
     if extractor is None:
         raise UnsupportedFileError(f"{kind.upper()} files are not supported yet")
@@ -65,7 +76,25 @@ def parse_file(path: Path, filename: str) -> ParsedDocument:
     text = normalise_text(extracted.text)
     if not text:
         raise InvalidFileError(extracted.empty_reason or _BLANK)
+    if _mostly_unbroken_runs(text):
+        raise InvalidFileError(_UNBROKEN)
     return ParsedDocument(text=text, kind=kind, pages=extracted.pages, encoding=extracted.encoding)
+
+
+# No language has words this long; such runs are one tokenizer [UNK] and one giant chunk.
+_LONG_RUN = 10_000
+_WORD = re.compile(r"[^\W_]+")
+_UNBROKEN = (
+    f"no extractable text (the content is unbroken runs of over {_LONG_RUN:,} letters, not words)"
+)
+
+
+def _mostly_unbroken_runs(text: str) -> bool:
+    """True when over half the text is letter runs longer than _LONG_RUN (linear scan)."""
+    if len(text) < _LONG_RUN:
+        return False
+    long_runs = sum(len(m) for m in map(re.Match.group, _WORD.finditer(text)) if len(m) > _LONG_RUN)
+    return long_runs * 2 > len(text)
 
 
 _LINE_BREAKS = re.compile(r"\r\n?|[\x0b\x0c\x85\u2028\u2029]")

@@ -43,9 +43,29 @@ def parse_in_subprocess(
     InvalidFileError when the child runs past `timeout_s`, runs out of memory or crashes.
     `_target` (a picklable module-level function) replaces parse_file in tests. Thread-safe.
     """
+    doc = run_in_subprocess(
+        _target, path, filename, timeout_s=timeout_s, memory_limit_bytes=memory_limit_bytes
+    )
+    assert isinstance(doc, ParsedDocument)
+    return doc
+
+
+def run_in_subprocess(
+    target: Callable[[Path, str], Any],
+    path: Path,
+    filename: str,
+    *,
+    timeout_s: float,
+    memory_limit_bytes: int,
+) -> Any:
+    """`target(path, filename)` in the sandbox, same limits and errors as parse_in_subprocess.
+
+    `target` must be picklable (a module-level function or a functools.partial of one); so
+    must its result. Used for archive expansion.
+    """
     worker = _checkout()
     try:
-        return worker.run(_target, path, filename, timeout_s, memory_limit_bytes)
+        return worker.run(target, path, filename, timeout_s, memory_limit_bytes)
     finally:
         _checkin(worker)
 
@@ -82,8 +102,13 @@ class _Worker:
             raise PrepshelfError(f"parser process failed to start ({self._exit()})") from exc
 
     def run(
-        self, target: ParseTarget, path: Path, filename: str, timeout_s: float, limit: int
-    ) -> ParsedDocument:
+        self,
+        target: Callable[[Path, str], Any],
+        path: Path,
+        filename: str,
+        timeout_s: float,
+        limit: int,
+    ) -> Any:
         self.reusable = False
         try:
             self.conn.send((target, path, filename, limit))
@@ -92,12 +117,14 @@ class _Worker:
                 raise InvalidFileError(f"parsing took longer than {timeout_s:.0f} s (limit)")
             status, payload = self.conn.recv()
         except (EOFError, OSError) as exc:
-            raise InvalidFileError(f"parser process crashed ({self._exit()})") from exc
+            why = self._exit()
+            if "SIGABRT" in why:  # native code (PDFium) aborts when an allocation fails
+                why += f"; likely out of memory (limit {limit // 2**20} MB)"
+            raise InvalidFileError(f"parser process crashed ({why})") from exc
         if status == "oom":  # the heap may be fragmented or half-torn: do not reuse
             raise InvalidFileError(f"parser ran out of memory (limit {limit // 2**20} MB)")
         self.reusable = True
         if status == "ok":
-            assert isinstance(payload, ParsedDocument)
             return payload
         assert isinstance(payload, FileProcessingError)
         raise payload

@@ -2,14 +2,28 @@
 
 Writers stream: bytes go to a temporary file beside the target while being hashed, and the
 file is renamed into place only when complete, so a reader never sees half a blob.
+Readers stream too (`open_reader`); code that needs a real file (the sandboxed parser) asks
+for `local_copy`, which is the blob itself here and a temporary download for S3
+(`store/blobs_s3.py`). `path()` exists only where blobs are local files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    key: str
+    modified: datetime
+    partial: bool = False  # an unfinished upload (temporary file / open multipart upload)
 
 
 class BlobWriter(Protocol):
@@ -22,8 +36,12 @@ class BlobWriter(Protocol):
 
 class BlobStore(Protocol):
     def open_writer(self, key: str) -> BlobWriter: ...
-    def path(self, key: str) -> Path: ...
+    def open_reader(self, key: str) -> AbstractContextManager[BinaryIO]: ...
+    def local_copy(self, key: str) -> AbstractContextManager[Path]: ...
+    def path(self, key: str) -> Path: ...  # local stores only; others raise
     def delete(self, key: str) -> None: ...
+    def list_blobs(self, prefix: str) -> Iterator[BlobInfo]: ...
+    def discard_partial(self, info: BlobInfo) -> None: ...
 
 
 class _LocalWriter:
@@ -67,3 +85,29 @@ class LocalBlobStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
+
+    @contextmanager
+    def open_reader(self, key: str) -> Iterator[BinaryIO]:
+        with open(self.path(key), "rb") as fh:
+            yield fh
+
+    @contextmanager
+    def local_copy(self, key: str) -> Iterator[Path]:
+        yield self.path(key)
+
+    def list_blobs(self, prefix: str) -> Iterator[BlobInfo]:
+        base = self.path(prefix)
+        if not base.is_dir():
+            return
+        for entry in base.rglob("*"):
+            try:
+                if not entry.is_file():
+                    continue
+                modified = datetime.fromtimestamp(entry.stat().st_mtime, UTC)
+            except FileNotFoundError:  # removed while we walked
+                continue
+            rel = entry.relative_to(self.root).as_posix()
+            yield BlobInfo(rel, modified, partial=entry.name.endswith(".part"))
+
+    def discard_partial(self, info: BlobInfo) -> None:
+        self.path(info.key).unlink(missing_ok=True)

@@ -6,10 +6,13 @@ transaction, so a job and the file it serves never disagree.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
+
+from prepshelf.store import archives as archives_db
 
 Row = dict[str, Any]
 
@@ -35,6 +38,17 @@ async def create_ingest_job(
         """INSERT INTO jobs (id, project_id, kind, status, vector_store_id, file_id, batch_id)
            VALUES (%s, %s, 'ingest_file', 'queued', %s, %s, %s)""",
         [job_id, project_id, store_id, file_id, batch_id],
+    )
+
+
+async def create_embed_batch_job(
+    conn: AsyncConnection[Any], *, job_id: str, project_id: str, batch_id: str
+) -> None:
+    """The job row behind a /v1/batches batch (progress counted in input lines)."""
+    await conn.execute(
+        """INSERT INTO jobs (id, project_id, kind, status, batch_id, progress_unit)
+           VALUES (%s, %s, 'embed_batch', 'queued', %s, 'lines')""",
+        [job_id, project_id, batch_id],
     )
 
 
@@ -125,11 +139,23 @@ def _attempt_entry(job: Row, outcome: str, error: dict[str, Any] | None) -> Json
         [
             {
                 "attempt": job["attempts"],
+                "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
                 "worker": job.get("worker"),
                 "outcome": outcome,
                 "error": error,
             }
         ]
+    )
+
+
+async def note_vendor_retries(
+    conn: AsyncConnection[Any], *, job: Row, retries: int, last_status: int | None, detail: str
+) -> None:
+    """Log vendor faults the embedder retried by itself, so they show on the job."""
+    entry = _attempt_entry(job, "vendor retries", None)
+    entry.obj[0].update(retries=retries, last_status=last_status, detail=detail)
+    await conn.execute(
+        "UPDATE jobs SET attempt_log = attempt_log || %s WHERE id = %s", [entry, job["id"]]
     )
 
 
@@ -147,6 +173,7 @@ async def finish_succeeded(conn: AsyncConnection[Any], *, job: Row, usage_bytes:
                       usage_bytes = %s WHERE job_id = %s""",
             [usage_bytes, job["id"]],
         )
+        await archives_db.after_job_finished(conn, job_id=job["id"])  # settles its archive
 
 
 async def finish_failed(conn: AsyncConnection[Any], *, job: Row, error: dict[str, Any]) -> None:
@@ -169,6 +196,7 @@ async def finish_failed(conn: AsyncConnection[Any], *, job: Row, error: dict[str
             "AND c.vector_store_id = j.vector_store_id AND c.file_id = j.file_id",
             [job["id"]],
         )
+        await archives_db.after_job_finished(conn, job_id=job["id"])
 
 
 async def finish_cancelled(conn: AsyncConnection[Any], *, job_id: str) -> None:
@@ -191,6 +219,7 @@ async def finish_cancelled(conn: AsyncConnection[Any], *, job_id: str) -> None:
             "AND c.vector_store_id = j.vector_store_id AND c.file_id = j.file_id",
             [job_id],
         )
+        await archives_db.after_job_finished(conn, job_id=job_id)
 
 
 async def release_job(
@@ -209,6 +238,7 @@ async def request_cancel(conn: AsyncConnection[Any], *, job_ids: list[str]) -> l
     """Cancel queued jobs at once and flag running ones; return queue ids of the queued ones."""
     if not job_ids:
         return []
+    job_ids = await archives_db.with_member_jobs(conn, job_ids=job_ids)  # an archive's members
     cur = await conn.execute(
         """UPDATE jobs SET cancel_requested = true WHERE id = ANY(%s)
               AND status IN ('queued', 'running')

@@ -229,3 +229,20 @@ async def mark_batch_cancel_requested(conn: AsyncConnection[Any], *, batch_id: s
         "clock_timestamp()) WHERE id = %s",
         [batch_id],
     )
+
+
+async def list_batches(conn: AsyncConnection[Any], *, store_id: str, page: PageRequest) -> Page:
+    """A store's batches with their file counts (beyond OpenAI: the dashboard lists them)."""
+    return await fetch_page(
+        conn,
+        select=f"""SELECT b.*, c.* FROM file_batches b
+                   CROSS JOIN LATERAL (SELECT {_COUNTS} FROM vector_store_files
+                                       WHERE batch_id = b.id) c""",
+        where="b.vector_store_id = %s",
+        params=[store_id],
+        key_created="b.created_at",
+        key_id="b.id",
+        cursor_lookup="SELECT created_at FROM file_batches WHERE vector_store_id = %s AND id = %s",
+        cursor_params=[store_id],
+        page=page,
+    )

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from prepshelf.api.chunking import resolve_chunking
 from prepshelf.api.deps import ConnDep, PageDep, PollHint, ProjectDep
+from prepshelf.api.idempotency import IdempotentRoute
 from prepshelf.api.routes.store_files import check_model
 from prepshelf.api.routes.vector_stores import load_store
 from prepshelf.api.schemas import FileBatchCreate
@@ -19,7 +20,9 @@ from prepshelf.jobs.enqueue import AttachItem, attach_files
 from prepshelf.store import vector_stores as stores_db
 
 router = APIRouter(
-    prefix="/v1/vector_stores/{vector_store_id}/file_batches", tags=["vector_stores"]
+    prefix="/v1/vector_stores/{vector_store_id}/file_batches",
+    tags=["vector_stores"],
+    route_class=IdempotentRoute,
 )
 
 
@@ -61,6 +64,16 @@ async def create_file_batch(
             batch_id=batch_id,
         )
     return batch_object(await _load_batch(conn, vector_store_id, batch_id))
+
+
+@router.get("")
+async def list_file_batches(
+    vector_store_id: str, project: ProjectDep, conn: ConnDep, page: PageDep
+) -> dict[str, Any]:
+    """Beyond OpenAI: a store's batches, newest first (the dashboard's batch list)."""
+    await load_store(conn, project, vector_store_id)
+    result = await stores_db.list_batches(conn, store_id=vector_store_id, page=page)
+    return list_object([batch_object(r) for r in result.rows], result.has_more)
 
 
 @router.get("/{batch_id}", dependencies=[PollHint])

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from prepshelf.api.deps import ConnDep, PageDep, ProjectDep
-from prepshelf.api.upload import receive_upload
+from prepshelf.api.idempotency import IdempotentRoute, claim_streamed
+from prepshelf.api.upload import content_disposition, receive_upload, safe_filename
 from prepshelf.api.views import file_object, list_object
 from prepshelf.errors import InvalidRequestError, NotFoundError
 from prepshelf.ids import new_file_id
 from prepshelf.jobs.cancel import cancel_jobs_of_file
 from prepshelf.store import files as files_db
+from prepshelf.store.blobs import BlobStore, LocalBlobStore
 
-router = APIRouter(prefix="/v1/files", tags=["files"])
+router = APIRouter(prefix="/v1/files", tags=["files"], route_class=IdempotentRoute)
+
+_STREAM_BYTES = 1024 * 1024
 
 PURPOSES = {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
 
@@ -38,13 +43,6 @@ _UPLOAD_BODY = {
 }
 
 
-def _safe_filename(name: str) -> str:
-    # Keep the base name only; control characters never reach headers or logs.
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = "".join(ch for ch in base if ch.isprintable()).strip()
-    return cleaned[:255] or "upload"
-
-
 @router.post("", openapi_extra=_UPLOAD_BODY)
 async def upload_file(request: Request, project: ProjectDep, conn: ConnDep) -> dict[str, Any]:
     settings = request.app.state.settings
@@ -62,11 +60,17 @@ async def upload_file(request: Request, project: ProjectDep, conn: ConnDep) -> d
             param="purpose",
         )
     assert upload.sha256 is not None
+    filename = safe_filename(upload.filename or "upload")
+    try:
+        await claim_streamed(request, upload.sha256, purpose, filename)
+    except Exception:  # a duplicate (replayed) or a key reused for another file
+        blobs.delete(blob_key)
+        raise
     row = await files_db.insert_file(
         conn,
         file_id=file_id,
         project_id=project,
-        filename=_safe_filename(upload.filename or "upload"),
+        filename=filename,
         purpose=purpose,
         size=upload.size,
         sha256=upload.sha256,
@@ -115,10 +119,25 @@ async def delete_file(
 @router.get("/{file_id}/content")
 async def file_content(
     file_id: str, request: Request, project: ProjectDep, conn: ConnDep
-) -> FileResponse:
+) -> Response:
     row = await _get(conn, project, file_id)
-    return FileResponse(
-        request.app.state.blobs.path(row["blob_key"]),
+    blobs = request.app.state.blobs
+    if isinstance(blobs, LocalBlobStore):
+        return FileResponse(
+            blobs.path(row["blob_key"]),
+            media_type="application/octet-stream",
+            headers={"content-disposition": content_disposition(row["filename"])},
+        )
+    # Remote blobs stream through in chunks (sync iterator: Starlette runs it in a thread).
+    disposition = content_disposition(row["filename"])
+    return StreamingResponse(
+        _stream_blob(blobs, row["blob_key"]),
         media_type="application/octet-stream",
-        filename=row["filename"],
+        headers={"content-length": str(row["bytes"]), "content-disposition": disposition},
     )
+
+
+def _stream_blob(blobs: BlobStore, key: str) -> Iterator[bytes]:
+    with blobs.open_reader(key) as fh:
+        while data := fh.read(_STREAM_BYTES):
+            yield data

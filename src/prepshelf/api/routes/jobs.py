@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 
 from prepshelf.api.deps import ConnDep, PageDep, ProjectDep
+from prepshelf.api.idempotency import IdempotentRoute
 from prepshelf.api.views import job_object, list_object
 from prepshelf.errors import ConflictError, NotFoundError
 from prepshelf.jobs.cancel import cancel_jobs
@@ -14,7 +15,7 @@ from prepshelf.jobs.enqueue import AttachItem, attach_files
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store.pages import fetch_page
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=IdempotentRoute)
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -36,8 +37,13 @@ async def list_jobs(
     vector_store_id: Annotated[str | None, Query(max_length=128)] = None,
     batch_id: Annotated[str | None, Query(max_length=128)] = None,
     file_id: Annotated[str | None, Query(max_length=128)] = None,
+    created_after: Annotated[int | None, Query(ge=0, description="Unix seconds")] = None,
 ) -> dict[str, Any]:
-    where, params = ["project_id = %s"], [project]
+    where: list[str] = ["project_id = %s"]
+    params: list[Any] = [project]
+    if created_after is not None:
+        where.append("created_at >= to_timestamp(%s)")
+        params.append(created_after)
     for column, value in (
         ("status", status),
         ("kind", kind),

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request
 
 from prepshelf.api.chunking import resolve_chunking
 from prepshelf.api.deps import ConnDep, PageDep, PollHint, ProjectDep
+from prepshelf.api.idempotency import IdempotentRoute
 from prepshelf.api.routes.vector_stores import load_store
 from prepshelf.api.schemas import VectorStoreFileCreate, VectorStoreFileUpdate
 from prepshelf.api.views import list_object, vector_store_file_object
@@ -16,7 +17,11 @@ from prepshelf.jobs.cancel import cancel_jobs_of_file
 from prepshelf.jobs.enqueue import AttachItem, attach_files
 from prepshelf.store import vector_stores as stores_db
 
-router = APIRouter(prefix="/v1/vector_stores/{vector_store_id}/files", tags=["vector_stores"])
+router = APIRouter(
+    prefix="/v1/vector_stores/{vector_store_id}/files",
+    tags=["vector_stores"],
+    route_class=IdempotentRoute,
+)
 
 StatusFilter = Literal["in_progress", "completed", "failed", "cancelled"]
 
@@ -122,7 +127,8 @@ async def vector_store_file_content(
     await _load_file(conn, vector_store_id, file_id)
     rows = await (
         await conn.execute(
-            "SELECT text FROM chunks WHERE vector_store_id = %s AND file_id = %s ORDER BY chunk_index",
+            "SELECT text FROM chunks WHERE vector_store_id = %s AND file_id = %s "
+            "ORDER BY chunk_index",
             [vector_store_id, file_id],
         )
     ).fetchall()

@@ -10,15 +10,19 @@ from fastapi import APIRouter, Request
 
 from prepshelf.api.chunking import resolve_chunking
 from prepshelf.api.deps import ConnDep, PageDep, PollHint, ProjectDep
+from prepshelf.api.idempotency import IdempotentRoute
 from prepshelf.api.schemas import SearchRequest, VectorStoreCreate, VectorStoreUpdate
 from prepshelf.api.views import list_object, vector_store_object
-from prepshelf.errors import NotFoundError
+from prepshelf.errors import InvalidRequestError, NotFoundError
 from prepshelf.ids import new_vector_store_id
 from prepshelf.jobs.enqueue import AttachItem, attach_files
+from prepshelf.settings import Settings
+from prepshelf.store import hybrid as hybrid_db
 from prepshelf.store import search as search_db
 from prepshelf.store import vector_stores as stores_db
+from prepshelf.store.hybrid import HybridWeights
 
-router = APIRouter(prefix="/v1/vector_stores", tags=["vector_stores"])
+router = APIRouter(prefix="/v1/vector_stores", tags=["vector_stores"], route_class=IdempotentRoute)
 
 
 async def load_store(conn: Any, project: str, store_id: str) -> dict[str, Any]:
@@ -107,6 +111,46 @@ async def delete_vector_store(
     return {"id": vector_store_id, "object": "vector_store.deleted", "deleted": True}
 
 
+def _refuse_expired(store: dict[str, Any]) -> None:
+    expires_at = store["expires_at"]
+    if store.get("expired_at") is not None or (expires_at is not None and expires_at <= _now()):
+        raise InvalidRequestError(
+            f"Vector store {store['id']} has expired; it can no longer be searched",
+            param="vector_store_id",
+        )
+
+
+def _hybrid_weights(body: SearchRequest, settings: Settings) -> HybridWeights | None:
+    """Fusion weights, or None for vector-only search (the default unless configured)."""
+    hybrid = body.ranking_options.hybrid_search if body.ranking_options else None
+    if hybrid is not None:
+        return HybridWeights(hybrid.embedding_weight, hybrid.text_weight)
+    return HybridWeights(1.0, 1.0) if settings.search_hybrid_default else None
+
+
+async def _search_one(
+    conn: Any,
+    *,
+    store: dict[str, Any],
+    query: str,
+    vector: np.ndarray,
+    body: SearchRequest,
+    threshold: float,
+    weights: HybridWeights | None,
+) -> list[dict[str, Any]]:
+    common: dict[str, Any] = {
+        "store_id": store["id"],
+        "dimensions": store["dimensions"],
+        "query_vector": vector,
+        "limit": body.max_num_results,
+        "filters": body.filters,
+        "score_threshold": threshold,
+    }
+    if weights is None:
+        return await search_db.search_chunks(conn, **common)
+    return await hybrid_db.hybrid_search(conn, query=query, weights=weights, **common)
+
+
 @router.post("/{vector_store_id}/search")
 async def search_vector_store(
     vector_store_id: str,
@@ -116,19 +160,21 @@ async def search_vector_store(
     conn: ConnDep,
 ) -> dict[str, Any]:
     store = await load_store(conn, project, vector_store_id)
+    _refuse_expired(store)
     queries = [body.query] if isinstance(body.query, str) else list(body.query)
     threshold = body.ranking_options.score_threshold if body.ranking_options else 0.0
+    weights = _hybrid_weights(body, request.app.state.settings)
     vectors: np.ndarray = await request.app.state.query_embedder.embed(queries)
     best: dict[tuple[str, int], dict[str, Any]] = {}
-    for vector in vectors:
-        for hit in await search_db.search_chunks(
+    for query, vector in zip(queries, vectors, strict=True):
+        for hit in await _search_one(
             conn,
-            store_id=vector_store_id,
-            dimensions=store["dimensions"],
-            query_vector=vector,
-            limit=body.max_num_results,
-            filters=body.filters,
-            score_threshold=threshold,
+            store=store,
+            query=query,
+            vector=vector,
+            body=body,
+            threshold=threshold,
+            weights=weights,
         ):
             key = (hit["file_id"], hit["chunk_index"])
             if key not in best or hit["score"] > best[key]["score"]:
