@@ -35,6 +35,18 @@ async def cancel_jobs_of_file(
     await cancel_jobs(app, conn, [r["id"] for r in rows])
 
 
+async def cancel_jobs_of_store(
+    app: procrastinate.App, conn: AsyncConnection[Any], *, store_id: str
+) -> None:
+    rows = await (
+        await conn.execute(
+            "SELECT id FROM jobs WHERE vector_store_id = %s AND status IN ('queued', 'running')",
+            [store_id],
+        )
+    ).fetchall()
+    await cancel_jobs(app, conn, [r["id"] for r in rows])
+
+
 async def cancel_batch_jobs(
     app: procrastinate.App, conn: AsyncConnection[Any], *, batch_id: str
 ) -> None:

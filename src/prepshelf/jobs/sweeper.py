@@ -35,9 +35,7 @@ _ORPHANS = """
       AND p.status IN ('succeeded', 'failed', 'cancelled', 'aborted')"""
 
 
-async def sweep(
-    app: procrastinate.App, pool: Pool, settings: Settings
-) -> dict[str, int]:
+async def sweep(app: procrastinate.App, pool: Pool, settings: Settings) -> dict[str, int]:
     """One pass; returns counts of what it did (for logs and tests)."""
     requeued = failed = orphans = 0
     stalled = [

@@ -143,28 +143,15 @@ async def _run_sub_workers(
     subs = [
         asyncio.create_task(
             app.run_worker_async(
-                queues=[INGEST_QUEUE],
+                queues=[queue],
                 concurrency=1,
-                name=f"{name}/ingest",
+                name=f"{name}/{queue}",
                 install_signal_handlers=False,
             )
-        ),
-        asyncio.create_task(
-            app.run_worker_async(
-                queues=[BATCH_QUEUE],
-                concurrency=1,
-                name=f"{name}/batches",
-                install_signal_handlers=False,
-            )
-        ),
-        asyncio.create_task(
-            app.run_worker_async(
-                queues=[MAINTENANCE_QUEUE],
-                concurrency=1,
-                name=f"{name}/maintenance",
-                install_signal_handlers=False,
-            )
-        ),
+        )
+        # Separate sub-workers: a long embedding batch never holds up file ingestion, and the
+        # sweeper runs while both are busy.
+        for queue in (INGEST_QUEUE, BATCH_QUEUE, MAINTENANCE_QUEUE)
     ]
     loop = asyncio.get_running_loop()
 

@@ -25,22 +25,6 @@ _CLOSE_STAGE = """
         END"""
 
 
-async def create_ingest_job(
-    conn: AsyncConnection[Any],
-    *,
-    job_id: str,
-    project_id: str,
-    store_id: str,
-    file_id: str,
-    batch_id: str | None,
-) -> None:
-    await conn.execute(
-        """INSERT INTO jobs (id, project_id, kind, status, vector_store_id, file_id, batch_id)
-           VALUES (%s, %s, 'ingest_file', 'queued', %s, %s, %s)""",
-        [job_id, project_id, store_id, file_id, batch_id],
-    )
-
-
 async def create_embed_batch_job(
     conn: AsyncConnection[Any], *, job_id: str, project_id: str, batch_id: str
 ) -> None:

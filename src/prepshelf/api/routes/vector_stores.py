@@ -15,6 +15,7 @@ from prepshelf.api.schemas import SearchRequest, VectorStoreCreate, VectorStoreU
 from prepshelf.api.views import list_object, vector_store_object
 from prepshelf.errors import InvalidRequestError, NotFoundError
 from prepshelf.ids import new_vector_store_id
+from prepshelf.jobs.cancel import cancel_jobs_of_store
 from prepshelf.jobs.enqueue import AttachItem, attach_files
 from prepshelf.settings import Settings
 from prepshelf.store import hybrid as hybrid_db
@@ -98,15 +99,7 @@ async def delete_vector_store(
     vector_store_id: str, request: Request, project: ProjectDep, conn: ConnDep
 ) -> dict[str, Any]:
     await load_store(conn, project, vector_store_id)
-    from prepshelf.jobs.cancel import cancel_jobs
-
-    rows = await (
-        await conn.execute(
-            "SELECT id FROM jobs WHERE vector_store_id = %s AND status IN ('queued', 'running')",
-            [vector_store_id],
-        )
-    ).fetchall()
-    await cancel_jobs(request.app.state.queue, conn, [r["id"] for r in rows])
+    await cancel_jobs_of_store(request.app.state.queue, conn, store_id=vector_store_id)
     await stores_db.delete_store(conn, project_id=project, store_id=vector_store_id)
     return {"id": vector_store_id, "object": "vector_store.deleted", "deleted": True}
 
