@@ -219,6 +219,26 @@ def test_cancel_writes_partial_output(service: Service) -> None:
     assert job["status"] == "cancelled"
 
 
+def test_expiry_writes_partial_output(service: Service) -> None:
+    """Past its completion window a batch ends `expired`: the slices already embedded are in
+    the output file, every request never run has a `batch_expired` error line."""
+    client = service.openai()
+    n = 6000
+    created = _create(client, _requests(n, "e"))
+    _wait_progress(service, (created.model_extra or {})["job_id"])
+    # Let the 24 h window run out now instead of waiting for it.
+    with service.db() as db:
+        db.execute("UPDATE batches SET expires_at = clock_timestamp() WHERE id = %s", [created.id])
+    batch = _wait(client, created.id)
+    assert batch.status == "expired" and batch.expired_at, batch
+    out = _jsonl(client, batch.output_file_id)
+    errors = _jsonl(client, batch.error_file_id)
+    assert 0 < len(out) < n
+    assert {e["error"]["code"] for e in errors} == {"batch_expired"}
+    every = Counter(x["custom_id"] for x in out + errors)
+    assert len(every) == n and max(every.values()) == 1
+
+
 @pytest.fixture(scope="module")
 def fragile(
     postgres: pg.TestPostgres, tmp_path_factory: pytest.TempPathFactory
