@@ -159,14 +159,21 @@ async def _ingest(res: WorkerResources, job: dict[str, Any]) -> None:
             await _expand(res, job, ctx)
             return
     else:
-        async with res.pool.connection() as conn:
-            await jobs_db.set_stage(conn, job_id=job["id"], stage="embedding")
+        await _enter_stage(res, job, "embedding")
     await _embed_all(res, job, ctx["embedding_model"])
+    await _enter_stage(res, job, "indexing")
     async with res.pool.connection() as conn:
-        await jobs_db.set_stage(conn, job_id=job["id"], stage="indexing")
         size = await chunks_db.usage_bytes(conn, store_id=store_id, file_id=file_id)
         await jobs_db.finish_succeeded(conn, job=job, usage_bytes=size)
         await metrics.observe_finished_job(conn, job_id=job["id"])
+
+
+async def _enter_stage(res: WorkerResources, job: dict[str, Any], stage: str) -> None:
+    """Move the job to `stage`; the in-memory row follows, so a fault between stages is
+    reported with the stage it happened in."""
+    async with res.pool.connection() as conn:
+        await jobs_db.set_stage(conn, job_id=job["id"], stage=stage)
+    job["stage"] = stage
 
 
 async def _expand(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]) -> None:
@@ -181,8 +188,7 @@ async def _expand(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]
 
 async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]) -> None:
     s = res.settings
-    async with res.pool.connection() as conn:
-        await jobs_db.set_stage(conn, job_id=job["id"], stage="parsing")
+    await _enter_stage(res, job, "parsing")
 
     def parse() -> Any:
         # The sandbox reads a real file: the blob itself, or a temporary download from S3.
@@ -199,8 +205,7 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[
     except Exception as exc:
         raise _StageError("parsing", exc) from exc
 
-    async with res.pool.connection() as conn:
-        await jobs_db.set_stage(conn, job_id=job["id"], stage="chunking")
+    await _enter_stage(res, job, "chunking")
     static = ctx["chunking_strategy"]["static"]
     strategy = ChunkingStrategy(
         max_tokens=static["max_chunk_size_tokens"], overlap_tokens=static["chunk_overlap_tokens"]
@@ -231,6 +236,7 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[
                 progress_unit="chunks",
                 chunks_stored=True,
             )
+        job["stage"] = "embedding"
     except psycopg.errors.ForeignKeyViolation as exc:
         raise JobCancelled("the file left the store") from exc
     except psycopg.OperationalError as exc:
