@@ -9,4 +9,6 @@ fi
 python -m pip install -q --upgrade pip
 # torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
 python -m pip install -q -c constraints.txt torch==2.13.0
-python -m pip install -q -c constraints.txt -e ".[${1:-}]"
+target="."
+if [ -n "${1:-}" ]; then target=".[$1]"; fi
+python -m pip install -q -c constraints.txt -e "$target"
