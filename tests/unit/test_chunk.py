@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 import unicodedata
 from pathlib import Path
 
@@ -166,12 +165,10 @@ def test_commonmark_spec(tok: tokenizers.Tokenizer) -> None:
     assert len(chunk_text(text, tok, ChunkingStrategy(254, 0))) < len(chunks)
 
 
-def test_one_megabyte_chunks_fast(tok: tokenizers.Tokenizer) -> None:
+def test_one_megabyte_chunks_whole(tok: tokenizers.Tokenizer) -> None:
+    # Speed is measured in bench/, not asserted here; this checks the result on a big input.
     text = (PROSE * (1_000_000 // len(PROSE) + 1))[:1_000_000]
-    started = time.perf_counter()
     chunks = chunk_text(text, tok, DEFAULT)
-    elapsed = time.perf_counter() - started
-    assert elapsed < 10, elapsed
     assert chunks[0].char_start == 0 and chunks[-1].char_end == len(text.rstrip())
     assert all(c.token_count <= 254 for c in chunks)
     assert all(a.char_start < b.char_start < a.char_end for a, b in itertools.pairwise(chunks))
