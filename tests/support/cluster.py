@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from support.service import base_env, free_port
+from support.service import base_env, free_port, stop_processes, tail_logs
 
 
 class Cluster:
@@ -86,21 +85,10 @@ class Cluster:
         return True
 
     def stop(self) -> None:
-        procs = [p for p in [*self.workers, *self.apis] if p.poll() is None]
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes([*self.workers, *self.apis])
 
     def logs(self) -> str:
-        return "\n".join(
-            f"==== {p.name}\n{p.read_text(errors='replace')[-4000:]}"
-            for p in sorted(self.log_dir.glob("*.log"))
-        )
+        return tail_logs(self.log_dir, limit=4000)
 
     def db(self) -> psycopg.Connection[dict[str, Any]]:
         return psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row)

@@ -34,6 +34,27 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def stop_processes(procs: list[subprocess.Popen[bytes] | None], timeout_s: float = 30) -> None:
+    """SIGTERM every live process, then wait; kill whichever does not stop in time."""
+    live = [p for p in procs if p is not None and p.poll() is None]
+    for proc in live:
+        proc.send_signal(signal.SIGTERM)
+    for proc in live:
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tail_logs(folder: Path, limit: int = 6000) -> str:
+    """The end of every *.log in `folder`, for a failing test's message."""
+    return "\n".join(
+        f"==== {p.name}\n{p.read_text(errors='replace')[-limit:]}"
+        for p in sorted(folder.glob("*.log"))
+    )
+
+
 class Service:
     """One API process and N worker processes sharing a database and a data dir."""
 
@@ -105,21 +126,10 @@ class Service:
         raise RuntimeError(f"service did not become ready:\n{self.logs()}")
 
     def stop(self) -> None:
-        procs = [p for p in [*self.workers, self.api] if p is not None and p.poll() is None]
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes([*self.workers, self.api])
 
     def logs(self) -> str:
-        return "\n".join(
-            f"==== {p.name}\n{p.read_text(errors='replace')[-6000:]}"
-            for p in sorted(self.data_dir.glob("*.log"))
-        )
+        return tail_logs(self.data_dir)
 
     # --- clients ---------------------------------------------------------------------
 
