@@ -58,18 +58,21 @@ async def list_projects(admin: AdminDep, conn: ConnDep, page: PageDep) -> dict[s
     return list_object([project_object(r) for r in result.rows], result.has_more)
 
 
-@router.get("/projects/{project_id}")
-async def retrieve_project(project_id: str, admin: AdminDep, conn: ConnDep) -> dict[str, Any]:
+async def _load_project(conn: Any, project_id: str) -> dict[str, Any]:
     row = await keys_db.get_project(conn, project_id=project_id)
     if row is None:
         raise NotFoundError(f"No such project: {project_id}", param="project_id")
-    return project_object(row)
+    return row
+
+
+@router.get("/projects/{project_id}")
+async def retrieve_project(project_id: str, admin: AdminDep, conn: ConnDep) -> dict[str, Any]:
+    return project_object(await _load_project(conn, project_id))
 
 
 @router.post("/keys")
 async def create_key(body: ApiKeyCreate, admin: AdminDep, conn: ConnDep) -> dict[str, Any]:
-    if await keys_db.get_project(conn, project_id=body.project_id) is None:
-        raise NotFoundError(f"No such project: {body.project_id}", param="project_id")
+    await _load_project(conn, body.project_id)
     row, secret = await keys_db.create_key(
         conn, project_id=body.project_id, name=body.name, is_admin=body.is_admin
     )
