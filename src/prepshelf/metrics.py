@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,8 +67,18 @@ class _Metrics:
     http_duration: Histogram
 
 
-@lru_cache(maxsize=1)
+_create_lock = threading.Lock()
+
+
 def _m() -> _Metrics:
+    # lru_cache alone lets two threads (two jobs' embed calls) both create, and register,
+    # the collectors on first use; prometheus refuses the second registration.
+    with _create_lock:
+        return _create()
+
+
+@lru_cache(maxsize=1)
+def _create() -> _Metrics:
     from prometheus_client import Counter, Histogram
 
     return _Metrics(
