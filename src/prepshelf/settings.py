@@ -154,6 +154,15 @@ class Settings(BaseSettings):
     embedding_cache_max_age_days: int = Field(
         default=30, ge=1, description="Embedding cache entries older than this are dropped"
     )
+    # --- ingest throughput settings (performance issue) ---
+    ingest_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Files one worker process works on at once (parse overlaps embed)",
+    )
+    embed_checkpoint_rows: int = Field(
+        default=128, gt=0, description="Chunks embedded and written per checkpoint"
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

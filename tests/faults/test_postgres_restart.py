@@ -56,7 +56,7 @@ def test_postgres_restart_mid_batch(own_postgres: EmbeddedPostgres, tmp_path: Pa
         "PREPSHELF_REMOTE_EMBED_URL": vendor.url,
         "PREPSHELF_REMOTE_EMBED_DIMENSIONS": "8",
         "PREPSHELF_REMOTE_EMBED_MAX_INPUT_TOKENS": "100",
-        "PREPSHELF_EMBED_BATCH_SIZE": "4",
+        "PREPSHELF_EMBED_CHECKPOINT_ROWS": "4",
         "PREPSHELF_RETRY_BASE_DELAY_S": "0.5",
         "PREPSHELF_RETRY_MAX_DELAY_S": "2",
         "PREPSHELF_STALL_TIMEOUT_S": "6",

@@ -30,7 +30,7 @@ def service(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
     svc = Service(
         database_url,
         Path(tmp_path_factory.mktemp("svc")),
-        extra_env={"PREPSHELF_EMBED_BATCH_SIZE": "4", "PREPSHELF_EVENTS_KEEPALIVE_S": "0.5"},
+        extra_env={"PREPSHELF_EMBED_CHECKPOINT_ROWS": "4", "PREPSHELF_EVENTS_KEEPALIVE_S": "0.5"},
     )
     try:
         svc.start()

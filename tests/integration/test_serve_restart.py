@@ -21,8 +21,11 @@ from prepshelf.pipeline.chunk import ChunkingStrategy, chunk_text
 from prepshelf.pipeline.embed import default_model_dir
 from prepshelf.pipeline.parse import parse_file
 from prepshelf.pipeline.tokenizer import load_tokenizer
+from prepshelf.settings import Settings
 from support.corpus import CORPUS, needs_corpus
 from support.service import base_env, free_port
+
+CHECKPOINT_ROWS = Settings.model_fields["embed_checkpoint_rows"].default
 
 pytestmark = [needs_corpus, pytest.mark.slow]
 
@@ -165,7 +168,7 @@ def test_restart_mid_batch_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         for job in jobs:
             assert job["embeddings_computed"] + job["embeddings_cached"] == job["progress_total"]
             assert job["batches_embedded"] + job["batches_reused"] == math.ceil(
-                job["progress_total"] / 32
+                job["progress_total"] / CHECKPOINT_ROWS
             )
         released = [j for j in jobs if any("released" in a["outcome"] for a in j["attempt_log"])]
         assert released, "the job in flight was not handed back at shutdown"

@@ -9,9 +9,12 @@ vector; an unchanged text is never embedded twice (cache keyed by model + sha256
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +48,9 @@ class WorkerResources:
     embedder: Embedder
     model_dir: Path
     worker_name: str
+    # One model call at a time per process: with several jobs in flight, the others parse and
+    # write while the model runs, instead of splitting the cores between two model calls.
+    model_lock: contextlib.AbstractContextManager[Any] = field(default_factory=threading.Lock)
 
 
 class JobCancelled(Exception):
@@ -247,11 +253,14 @@ async def _embed_all(res: WorkerResources, job: dict[str, Any], model: str) -> N
     store_id, file_id = job["vector_store_id"], job["file_id"]
     async with res.pool.connection() as conn:
         done = await chunks_db.count_embedded(conn, store_id=store_id, file_id=file_id)
-    batch_no = done // max(1, res.settings.embed_batch_size)
+    step_rows = max(1, res.settings.embed_checkpoint_rows)
+    batch_no = done // step_rows
     while True:
+        # A checkpoint holds several model batches: the model sorts them by length (less
+        # padding) and the database sees one write per checkpoint, not per model batch.
         async with res.pool.connection() as conn:
             rows = await chunks_db.next_unembedded(
-                conn, store_id=store_id, file_id=file_id, limit=res.settings.embed_batch_size
+                conn, store_id=store_id, file_id=file_id, limit=step_rows
             )
         if not rows:
             return
@@ -286,9 +295,10 @@ async def _embed_batch(
             cached = await chunks_db.cached_embeddings(conn, model=model, digests=digests)
         missing = [r for r, d in zip(rows, digests, strict=True) if d not in cached]
         computed: dict[bytes, Any] = {}
+        timings: dict[str, float] = {}
         if missing:
-            vectors, report = await asyncio.to_thread(
-                _embed_with_report, res.embedder, [r["text"] for r in missing]
+            vectors, report, timings = await asyncio.to_thread(
+                _embed_with_report, res, [r["text"] for r in missing]
             )
             computed = {bytes(r["text_sha256"]): v for r, v in zip(missing, vectors, strict=True)}
             if report is not None and report.retries:
@@ -319,6 +329,7 @@ async def _embed_batch(
                 done=done + len(rows),
                 computed=len(missing),
                 cached=len(rows) - len(missing),
+                timings=timings,
             )
     except psycopg.errors.ForeignKeyViolation as exc:
         raise JobCancelled("the file left the store") from exc
@@ -328,7 +339,16 @@ async def _embed_batch(
         raise _StageError("embedding", exc, batch=batch_no, chunk_index=first) from exc
 
 
-def _embed_with_report(embedder: Embedder, texts: list[str]) -> tuple[Any, Any]:
-    """Embed in this thread and read back what the vendor put us through (remote only)."""
-    vectors = embedder.embed(texts)
-    return vectors, getattr(embedder, "last_report", None)
+def _embed_with_report(res: WorkerResources, texts: list[str]) -> tuple[Any, Any, dict[str, float]]:
+    """Embed in this thread; return the vectors, what the vendor put us through (remote
+    only) and the seconds spent waiting for the model and in the model itself."""
+    embedder: Embedder = res.embedder
+    asked = time.perf_counter()
+    with res.model_lock:
+        started = time.perf_counter()
+        vectors = embedder.embed(texts)
+        timings = {
+            "embedding.model": time.perf_counter() - started,
+            "embedding.wait": started - asked,
+        }
+    return vectors, getattr(embedder, "last_report", None), timings

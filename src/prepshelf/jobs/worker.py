@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -82,6 +83,8 @@ async def run_worker(settings: Settings) -> None:
         embedder=instrument_embedder(embedder),  # counts calls, errors, time
         model_dir=Path(model_dir),
         worker_name=f"{socket.gethostname()}:{os.getpid()}",
+        # A remote vendor takes calls from several jobs at once; a local model is one CPU.
+        model_lock=threading.Lock() if settings.embedder == "local" else contextlib.nullcontext(),
     )
     app = build_app(
         settings.database_url,
@@ -107,7 +110,9 @@ async def _run_until_stopped(app: procrastinate.App, res: WorkerResources) -> No
     quick_failures = 0
     while True:
         started = time.monotonic()
-        lost = await _run_sub_workers(app, res.worker_name, stopping)
+        lost = await _run_sub_workers(
+            app, res.worker_name, stopping, ingest_concurrency=res.settings.ingest_concurrency
+        )
         if stopping.is_set():
             return
         quick_failures = quick_failures + 1 if time.monotonic() - started < 60 else 1
@@ -136,7 +141,11 @@ async def _run_until_stopped(app: procrastinate.App, res: WorkerResources) -> No
 
 
 async def _run_sub_workers(
-    app: procrastinate.App, name: str, stopping: asyncio.Event | None = None
+    app: procrastinate.App,
+    name: str,
+    stopping: asyncio.Event | None = None,
+    *,
+    ingest_concurrency: int = 1,
 ) -> BaseException | None:
     """Run until a signal (returns None) or until a sub-worker stops by itself (returns why)."""
     stopping = stopping or asyncio.Event()
@@ -144,14 +153,19 @@ async def _run_sub_workers(
         asyncio.create_task(
             app.run_worker_async(
                 queues=[queue],
-                concurrency=1,
+                concurrency=concurrency,
                 name=f"{name}/{queue}",
                 install_signal_handlers=False,
             )
         )
         # Separate sub-workers: a long embedding batch never holds up file ingestion, and the
-        # sweeper runs while both are busy.
-        for queue in (INGEST_QUEUE, BATCH_QUEUE, MAINTENANCE_QUEUE)
+        # sweeper runs while both are busy. Several ingest jobs at once let one file parse
+        # while another is embedded (the model itself runs one call at a time).
+        for queue, concurrency in (
+            (INGEST_QUEUE, ingest_concurrency),
+            (BATCH_QUEUE, 1),
+            (MAINTENANCE_QUEUE, 1),
+        )
     ]
     loop = asyncio.get_running_loop()
 

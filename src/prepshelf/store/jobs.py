@@ -95,17 +95,25 @@ async def record_batch(
     done: int,
     computed: int,
     cached: int,
+    timings: dict[str, float] | None = None,
 ) -> bool:
-    """Advance progress after a batch is written; returns True when cancel was requested."""
+    """Advance progress after a batch is written; returns True when cancel was requested.
+
+    `timings` (seconds, e.g. the model's own time inside the embedding stage) accumulate
+    under their own keys of stage_durations, next to the stages' wall times."""
     cur = await conn.execute(
         """UPDATE jobs SET progress_done = %s,
+                  stage_durations = stage_durations || (
+                      SELECT coalesce(jsonb_object_agg(k, round(
+                          coalesce((stage_durations->>k)::numeric, 0) + v::numeric, 3)), '{}')
+                      FROM jsonb_each_text(%s::jsonb) AS t(k, v)),
                   batches_embedded = batches_embedded + (CASE WHEN %s > 0 THEN 1 ELSE 0 END),
                   batches_reused = batches_reused + (CASE WHEN %s = 0 THEN 1 ELSE 0 END),
                   embeddings_computed = embeddings_computed + %s,
                   embeddings_cached = embeddings_cached + %s,
                   heartbeat_at = clock_timestamp()
            WHERE id = %s RETURNING cancel_requested""",
-        [done, computed, computed, computed, cached, job_id],
+        [done, Jsonb(timings or {}), computed, computed, computed, cached, job_id],
     )
     row = await cur.fetchone()
     return bool(row and row["cancel_requested"])
