@@ -138,3 +138,52 @@ def test_wrong_key_is_a_clear_error(service: Service) -> None:
     )
     assert run.returncode == 1
     assert "HTTP 401" in run.stderr and "sk-wrong" not in run.stderr
+
+
+def test_rerun_skips_unchanged_files_and_replaces_changed_ones(
+    service: Service, tmp_path: Path
+) -> None:
+    folder = _folder(tmp_path, GOOD[:2])
+    first = prepshelf(service, "ingest", str(folder), "--store", "cli-sync", "--wait")
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    def store_state() -> tuple[dict[str, str], int]:
+        with service.db() as db:
+            rows = db.execute(
+                """SELECT vsf.file_id, vsf.status, vsf.attributes->>'source' AS source
+                   FROM vector_store_files vsf JOIN vector_stores vs ON vs.id = vsf.vector_store_id
+                   WHERE vs.name = 'cli-sync'"""
+            ).fetchall()
+            jobs = db.execute(
+                "SELECT count(*) AS n FROM jobs WHERE kind = 'ingest_file'"
+            ).fetchone()
+        assert all(r["status"] == "completed" for r in rows), rows
+        assert jobs is not None
+        return {r["source"]: r["file_id"] for r in rows}, int(jobs["n"])
+
+    files_before, jobs_before = store_state()
+    assert len(files_before) == 2
+
+    again = prepshelf(service, "ingest", str(folder), "--store", "cli-sync", "--wait")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 file(s) unchanged since the last run: skipped" in again.stdout
+    assert "0 completed, 2 unchanged, 0 failed of 2 file(s)" in again.stdout
+    assert store_state() == (files_before, jobs_before)  # nothing uploaded, no job created
+
+    changed = folder / Path(GOOD[0]).name
+    changed.write_text(changed.read_text() + "\n\nA paragraph added since the first run.\n")
+    third = prepshelf(service, "ingest", str(folder), "--store", "cli-sync", "--wait")
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "1 completed, 1 unchanged, 0 failed of 2 file(s)" in third.stdout
+    assert "1 older version(s) of changed files left the store" in third.stdout
+    files_after, jobs_after = store_state()
+    assert jobs_after == jobs_before + 1
+    source = f"docs/{changed.name}"
+    assert set(files_after) == set(files_before)
+    assert files_after[source] != files_before[source]  # the new version replaced the old
+    other = next(s for s in files_before if s != source)
+    assert files_after[other] == files_before[other]
+
+    forced = prepshelf(service, "ingest", str(folder), "--store", "cli-sync", "--wait", "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert "2 completed, 0 failed of 2 file(s)" in forced.stdout

@@ -61,6 +61,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         store_name=args.store,
         wait=args.wait,
         concurrency=args.concurrency,
+        force=args.force,
     )
 
 
@@ -82,6 +83,9 @@ def add_client_commands(sub: Any) -> None:
     ingest.add_argument("--store", required=True, help="vector store name (created if absent)")
     ingest.add_argument("--wait", action="store_true", help="follow the batch to its end")
     ingest.add_argument("--concurrency", type=int, default=4, help="parallel uploads [4]")
+    ingest.add_argument(
+        "--force", action="store_true", help="upload files even when unchanged in the store"
+    )
     _common(ingest)
     ingest.set_defaults(func=cmd_ingest)
 

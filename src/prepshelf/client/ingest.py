@@ -1,9 +1,10 @@
 """`prepshelf ingest`: upload files and folders into a vector store as one file batch.
 
-Uploads run concurrently (bounded); the store is created by name when absent; with `wait`
-the batch is followed to its end and a summary says which files completed and why the
-others failed. Exit status: 0 all completed, 1 any file failed (or could not be uploaded),
-2 bad arguments.
+Uploads run concurrently (bounded); the store is created by name when absent; files already
+in the store unchanged since an earlier run are skipped (`client/sync.py`; `--force` sends
+them anyway); with `wait` the batch is followed to its end and a summary says which files
+completed and why the others failed. Exit status: 0 all completed (or unchanged), 1 any file
+failed (or could not be uploaded), 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from prepshelf.client import sync
 from prepshelf.client.http import ApiError, ClientConfig, async_client, check, find_store
 from prepshelf.client.render import FileState, Output, ingest_view
 from prepshelf.client.watch import final_files, follow
@@ -78,13 +80,27 @@ async def ingest(
     wait: bool,
     concurrency: int,
     out: Output,
+    force: bool = False,
 ) -> int:
     items = collect(paths)
     states = [FileState(name=name) for _, name in items]
+    digests = await asyncio.to_thread(lambda: [sync.file_sha256(p) for p, _ in items])
     async with async_client(config) as client:
         store, created = await ensure_store(client, store_name)
         out.line(f"{'created' if created else 'using'} vector store {store_name!r} ({store['id']})")
-        view = ingest_view(out, len(items))
+        known = {} if created else await sync.stored_versions(client, store["id"])
+        todo = []
+        for item, state, digest in zip(items, states, digests, strict=True):
+            kept = None if force else sync.unchanged(known.get(state.name, []), digest)
+            if kept is None:
+                todo.append((item[0], state, digest))
+            else:
+                state.status, state.file_id = "unchanged", kept.file_id
+        if len(todo) < len(items):
+            out.line(f"{len(items) - len(todo)} file(s) unchanged since the last run: skipped")
+        if not todo:
+            return _summary(out, states)
+        view = ingest_view(out, len(todo))
         with view:
             limit = asyncio.Semaphore(max(1, concurrency))
 
@@ -92,39 +108,47 @@ async def ingest(
                 await _upload(client, path, state, limit)
                 view.uploaded(state)
 
-            await asyncio.gather(*(upload(p, s) for (p, _), s in zip(items, states, strict=True)))
-            sent = [s for s in states if s.file_id]
-            if not sent:
-                batch_id = None
-            else:
+            await asyncio.gather(*(upload(path, state) for path, state, _ in todo))
+            sent = [(s, d) for _, s, d in todo if s.file_id]
+            batch_id = None
+            if sent:
+                body = sync.batch_body(
+                    [(s.file_id, sync.attributes(s.name, d)) for s, d in sent if s.file_id]
+                )
                 batch = check(
-                    await client.post(
-                        f"/v1/vector_stores/{store['id']}/file_batches",
-                        json={"file_ids": [s.file_id for s in sent]},
-                    )
+                    await client.post(f"/v1/vector_stores/{store['id']}/file_batches", json=body)
                 )
                 batch_id = batch["id"]
+            by_id = {s.file_id: s for s, _ in sent if s.file_id}
             if batch_id is not None and wait:
-                by_id = {s.file_id: s for s in sent if s.file_id}
-                view.watching(sent)
+                view.watching([s for s, _ in sent])
                 await follow(client, store["id"], batch_id, by_id, view.changed)
         if batch_id is None:
             return _summary(out, states)
         out.line(f"file batch {batch_id}: {len(sent)} file(s) in {store_name!r}")
         if not wait:
-            failed = len(states) - len(sent)
+            failed = len(todo) - len(sent)
             return 1 if failed else 0
         for row in await final_files(client, store["id"], batch_id):
-            state = by_id.get(row["id"])
-            if state is not None:
-                state.status = VSF_STATUS.get(row["status"], row["status"])
-                state.error = (row.get("last_error") or {}).get("message")
+            found = by_id.get(row["id"])
+            if found is not None:
+                found.status = VSF_STATUS.get(row["status"], row["status"])
+                found.error = (row.get("last_error") or {}).get("message")
+        replaced = 0
+        for state in by_id.values():
+            if state.status == "completed" and state.file_id:
+                versions = known.get(state.name, [])
+                replaced += await sync.drop_older_versions(
+                    client, store["id"], versions, keep=state.file_id
+                )
+        if replaced:
+            out.line(f"{replaced} older version(s) of changed files left the store")
         return _summary(out, states)
 
 
 def _summary(out: Output, states: list[FileState]) -> int:
-    ok = [s for s in states if s.status == "completed"]
-    bad = [s for s in states if s.status != "completed"]
+    ok = [s for s in states if s.status in ("completed", "unchanged")]
+    bad = [s for s in states if s.status not in ("completed", "unchanged")]
     if ok:
         out.table(
             ["file", "status", "file_id"],
@@ -137,5 +161,10 @@ def _summary(out: Output, states: list[FileState]) -> int:
             [(s.name, s.status, s.error or "") for s in bad],
             title=f"not completed: {len(bad)}",
         )
-    out.line(f"{len(ok)} completed, {len(bad)} failed of {len(states)} file(s)")
+    same = sum(s.status == "unchanged" for s in ok)
+    out.line(
+        f"{len(ok) - same} completed, {same} unchanged, {len(bad)} failed of {len(states)} file(s)"
+        if same
+        else f"{len(ok)} completed, {len(bad)} failed of {len(states)} file(s)"
+    )
     return 0 if not bad else 1
