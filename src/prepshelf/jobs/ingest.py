@@ -137,7 +137,7 @@ def _error_body(job: dict[str, Any], err: _StageError, *, transient: bool) -> di
 async def _load_context(res: WorkerResources, job: dict[str, Any]) -> dict[str, Any]:
     async with res.pool.connection() as conn:
         cur = await conn.execute(
-            """SELECT f.filename, f.blob_key, vsf.chunking_strategy, vs.embedding_model
+            """SELECT f.filename, f.blob_key, f.sha256, vsf.chunking_strategy, vs.embedding_model
                FROM vector_store_files vsf
                JOIN files f ON f.id = vsf.file_id
                JOIN vector_stores vs ON vs.id = vsf.vector_store_id
@@ -156,7 +156,9 @@ async def _ingest(res: WorkerResources, job: dict[str, Any]) -> None:
     store_id, file_id = job["vector_store_id"], job["file_id"]
     if job["stage"] == "members":  # an expanded archive, delivered again: its members settle it
         return
-    if not job["chunks_stored"]:
+    if not job["chunks_stored"] and await _copy_twin(res, job, ctx):
+        pass  # the same bytes were ingested before: their chunks and vectors were copied
+    elif not job["chunks_stored"]:
         try:
             await _parse_and_chunk(res, job, ctx)
         except _StageError as err:
@@ -190,6 +192,42 @@ async def _expand(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]
         raise _StageError("expanding", exc) from exc
     if not expanded:
         raise JobCancelled("cancel requested")
+
+
+async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]) -> bool:
+    """Copy the chunks of a completed copy of the same file, if there is one; True if done."""
+    try:
+        async with res.pool.connection() as conn, conn.transaction():
+            copied = await chunks_db.copy_from_twin(
+                conn,
+                store_id=job["vector_store_id"],
+                file_id=job["file_id"],
+                project_id=job["project_id"],
+                sha256=ctx["sha256"],
+                chunking_strategy=ctx["chunking_strategy"],
+                model=ctx["embedding_model"],
+            )
+            if copied is None or copied[1] == 0:
+                return False  # rolled back with the transaction: nothing half-copied
+            twin, count = copied
+            await jobs_db.set_stage(
+                conn,
+                job_id=job["id"],
+                stage="embedding",
+                progress_total=count,
+                progress_unit="chunks",
+                chunks_stored=True,
+            )
+            await jobs_db.record_batch(conn, job_id=job["id"], done=count, computed=0, cached=count)
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise JobCancelled("the file left the store") from exc
+    except psycopg.OperationalError as exc:
+        raise _StageError("parsing", exc) from exc
+    job["stage"] = "embedding"
+    log.info(
+        "job %s: %d chunks copied from %s (same bytes, chunking and model)", job["id"], count, twin
+    )
+    return True
 
 
 async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]) -> None:

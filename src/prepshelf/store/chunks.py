@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
 
 Row = dict[str, Any]
 
@@ -102,3 +103,48 @@ async def write_embeddings(
                    ON CONFLICT DO NOTHING""",
                 [(model, digest, vec) for digest, vec in fresh.items()],
             )
+
+
+async def copy_from_twin(
+    conn: AsyncConnection[Any],
+    *,
+    store_id: str,
+    file_id: str,
+    project_id: str,
+    sha256: str,
+    chunking_strategy: dict[str, Any],
+    model: str,
+) -> tuple[str, int] | None:
+    """Copy the embedded chunks of a completed copy of the same bytes (same project, chunking
+    and model) into this store file; returns (twin file id, chunks copied) or None.
+
+    Runs inside the caller's transaction. A re-uploaded or twice-attached file is then neither
+    parsed nor embedded again."""
+    twin = await (
+        await conn.execute(
+            """SELECT vsf.vector_store_id, vsf.file_id
+               FROM files f
+               JOIN vector_store_files vsf ON vsf.file_id = f.id
+               JOIN vector_stores vs ON vs.id = vsf.vector_store_id
+               WHERE f.project_id = %s AND f.sha256 = %s AND vsf.status = 'completed'
+                 AND vsf.chunking_strategy = %s AND vs.embedding_model = %s
+                 AND (vsf.vector_store_id, vsf.file_id) <> (%s, %s)
+                 AND EXISTS (SELECT 1 FROM chunks c WHERE c.vector_store_id = vsf.vector_store_id
+                             AND c.file_id = vsf.file_id)
+               LIMIT 1""",
+            [project_id, sha256, Jsonb(chunking_strategy), model, store_id, file_id],
+        )
+    ).fetchone()
+    if twin is None:
+        return None
+    await conn.execute(
+        "DELETE FROM chunks WHERE vector_store_id = %s AND file_id = %s", [store_id, file_id]
+    )
+    cur = await conn.execute(
+        """INSERT INTO chunks (vector_store_id, file_id, chunk_index, text, text_sha256,
+                               token_count, embedding)
+           SELECT %s, %s, chunk_index, text, text_sha256, token_count, embedding FROM chunks
+           WHERE vector_store_id = %s AND file_id = %s AND embedding IS NOT NULL""",
+        [store_id, file_id, twin["vector_store_id"], twin["file_id"]],
+    )
+    return str(twin["file_id"]), cur.rowcount
