@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
+from collections.abc import AsyncIterator
 
+import httpx
 import openai
 import pytest
 
@@ -104,3 +107,56 @@ def test_auth_required(service: Service) -> None:
 def test_unknown_file_is_404(service: Service) -> None:
     with pytest.raises(openai.NotFoundError):
         service.openai().files.retrieve("file-nope")
+
+
+def test_uploads_in_flight_leave_the_pool_to_status_reads(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """More unfinished uploads than pooled connections: a read is still answered at once."""
+    svc = Service(
+        database_url,
+        tmp_path_factory.mktemp("pool"),
+        workers=0,
+        extra_env={"PREPSHELF_DB_POOL_SIZE": "2"},
+    )
+    svc.api = svc._spawn("api")
+    try:
+        svc.wait_ready(min_workers=0)
+        asyncio.run(_read_while_uploading(svc, uploads=3))
+    finally:
+        svc.stop()
+
+
+async def _read_while_uploading(svc: Service, *, uploads: int) -> None:
+    gate = asyncio.Event()  # the uploads' last bytes wait for it
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b'--b\r\ncontent-disposition: form-data; name="purpose"\r\n\r\nassistants\r\n'
+        yield b'--b\r\ncontent-disposition: form-data; name="file"; filename="s.txt"\r\n\r\n'
+        yield b"half of it"
+        await gate.wait()
+        yield b" and the rest\r\n--b--\r\n"
+
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{svc.port}",
+        headers={"Authorization": f"Bearer {svc.api_key}"},
+        timeout=60,
+    ) as client:
+        created = await client.post(
+            "/v1/files", files={"file": ("a.txt", b"x")}, data={"purpose": "assistants"}
+        )
+        file_id = created.raise_for_status().json()["id"]
+        headers = {"content-type": "multipart/form-data; boundary=b"}
+        pending = [
+            asyncio.create_task(client.post("/v1/files", content=body(), headers=headers))
+            for _ in range(uploads)
+        ]
+        await asyncio.sleep(0.5)  # let every upload reach the server and start streaming
+        # Held connections would make this wait for the pool's 30 s timeout.
+        read = await client.get(f"/v1/files/{file_id}", timeout=10)
+        assert read.status_code == 200
+        assert not any(task.done() for task in pending)
+        gate.set()
+        for response in await asyncio.gather(*pending):
+            assert response.status_code == 200
+            assert response.json()["bytes"] == len(b"half of it and the rest")

@@ -44,7 +44,9 @@ _UPLOAD_BODY = {
 
 
 @router.post("", openapi_extra=_UPLOAD_BODY)
-async def upload_file(request: Request, project: ProjectDep, conn: ConnDep) -> dict[str, Any]:
+async def upload_file(request: Request, project: ProjectDep) -> dict[str, Any]:
+    # No ConnDep: a pooled connection is taken only once the body is in. Held for the whole
+    # transfer, a few slow uploads would empty the pool and stall every status read.
     settings = request.app.state.settings
     file_id = new_file_id()
     blob_key = f"files/{file_id}"
@@ -66,16 +68,17 @@ async def upload_file(request: Request, project: ProjectDep, conn: ConnDep) -> d
     except Exception:  # a duplicate (replayed) or a key reused for another file
         blobs.delete(blob_key)
         raise
-    row = await files_db.insert_file(
-        conn,
-        file_id=file_id,
-        project_id=project,
-        filename=filename,
-        purpose=purpose,
-        size=upload.size,
-        sha256=upload.sha256,
-        blob_key=blob_key,
-    )
+    async with request.app.state.pool.connection() as conn:
+        row = await files_db.insert_file(
+            conn,
+            file_id=file_id,
+            project_id=project,
+            filename=filename,
+            purpose=purpose,
+            size=upload.size,
+            sha256=upload.sha256,
+            blob_key=blob_key,
+        )
     return file_object(row)
 
 
