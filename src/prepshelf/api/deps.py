@@ -17,7 +17,9 @@ async def _connection(request: Request) -> AsyncIterator[AsyncConnection[Any]]:
         yield conn
 
 
-def _page(
+# Dependencies without I/O are `async def`: FastAPI runs a plain `def` dependency in its
+# thread pool, a thread hop on every request (and a wait for a thread under CPU load).
+async def _page(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
     after: Annotated[str | None, Query(max_length=128)] = None,
@@ -31,7 +33,7 @@ ConnDep = Annotated[AsyncConnection[Any], Depends(_connection)]
 PageDep = Annotated[PageRequest, Depends(_page)]
 
 
-def poll_hint(request: Request, response: Response) -> None:
+async def poll_hint(request: Request, response: Response) -> None:
     """Tell the SDK's poll helpers how long to wait before the next retrieve."""
     response.headers["openai-poll-after-ms"] = str(request.app.state.settings.poll_after_ms)
 
