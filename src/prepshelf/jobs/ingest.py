@@ -3,7 +3,12 @@
 Checkpoints make every step safe to run twice: chunks are stored (without vectors) in one
 transaction before embedding starts, and each embedded batch is written with the job's
 progress in one transaction. A job picked up again continues at the first chunk without a
-vector; an unchanged text is never embedded twice (cache keyed by model + sha256).
+vector; an unchanged text is never embedded twice (cache keyed by model + sha256), and a file
+whose bytes were ingested before in the project (same chunking and model) copies those chunks
+and vectors instead of being parsed at all.
+
+A worker runs several of these at once (`ingest_concurrency`): while one file's chunks are in
+the model, the next file is parsed and chunked; the model lock keeps model calls one at a time.
 """
 
 from __future__ import annotations
