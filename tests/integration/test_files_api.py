@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import os
 from collections.abc import AsyncIterator
 
 import httpx
@@ -160,3 +161,16 @@ async def _read_while_uploading(svc: Service, *, uploads: int) -> None:
         for response in await asyncio.gather(*pending):
             assert response.status_code == 200
             assert response.json()["bytes"] == len(b"half of it and the rest")
+
+
+def test_upload_of_many_blocks_keeps_every_byte(service: Service) -> None:
+    """Bigger than the upload's 1 MiB write blocks and not a multiple of them."""
+    payload = os.urandom(3 * 1024 * 1024 + 12345)
+    created = service.openai().files.create(
+        file=("blocks.bin", io.BytesIO(payload)), purpose="assistants"
+    )
+    assert created.bytes == len(payload)
+    assert service.openai().files.content(created.id).read() == payload
+    with service.db() as db:
+        row = db.execute("SELECT sha256 FROM files WHERE id = %s", [created.id]).fetchone()
+    assert row is not None and row["sha256"] == hashlib.sha256(payload).hexdigest()
