@@ -11,7 +11,10 @@ null sinks in their own processes on loopback:
 Each file (random bytes on disk) is posted as multipart (`file` + `purpose=assistants`) by one
 httpx client streaming it from disk, as the openai SDK does; the time is from the start of
 the request to the parsed response holding the id. Each server's CPU time per upload (all its
-threads, from /proc) is shown too: it is less noisy than wall time on a shared machine.
+threads, from /proc) is shown too, less noisy than wall time on a shared machine, and so are
+the API's event-loop thread alone (`api loop`: what keeps the front desk from other requests)
+and the client's own CPU for the raw transfer (`cpu client`: on two cores the raw transfer is
+mostly the client, and the API's work competes with it for the second core).
 Targets alternate within each repetition so that machine noise hits them alike. During every
 upload the API process's VmRSS is sampled
 every 10 ms; the growth is the peak minus the value just before.
@@ -203,32 +206,40 @@ class RssPeak:
         return self.peak - self.before
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process, all its threads (/proc/<pid>/stat, in ticks)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+def cpu_seconds(pid: int, *, main_thread: bool = False) -> float:
+    """User + system CPU time of a process, all its threads (/proc/<pid>/stat, in ticks);
+    with `main_thread`, of its main thread only (the one running the event loop)."""
+    path = f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat"
+    with open(path, encoding="ascii") as fh:
         fields = fh.read().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def upload(client: httpx.Client, url: str, path: Path) -> tuple[float, str]:
-    """Seconds from the start of the request to the parsed id; the id."""
+@dataclass
+class Upload:
+    seconds: float  # from the start of the request to the parsed id
+    client_cpu: float  # the client thread's CPU seconds for it
+    file_id: str
+
+
+def upload(client: httpx.Client, url: str, path: Path) -> Upload:
     with path.open("rb") as fh:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         response = client.post(url, files={"file": (path.name, fh)}, data={"purpose": "assistants"})
         response.raise_for_status()
         file_id = str(response.json()["id"])
-        return time.perf_counter() - started, file_id
+        return Upload(time.perf_counter() - started, time.thread_time() - cpu, file_id)
 
 
 @dataclass
 class Row:
     size: int
     times: dict[str, list[float]] = field(default_factory=dict)
-    cpu: dict[str, float] = field(default_factory=dict)  # server CPU seconds, all reps
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds, all reps
     growth: list[int] = field(default_factory=list)
 
     def cpu_ms(self, target: str) -> float:
-        return self.cpu[target] / len(self.times[target]) * 1e3
+        return self.cpu[target] / len(self.times["api"]) * 1e3
 
     def median(self, target: str) -> float:
         return statistics.median(self.times[target])
@@ -250,20 +261,26 @@ def measure(
             upload(client, url, smallest)
         for size, path in files.items():
             row = Row(size, {"api": [], **{s.kind: [] for s in sinks}})
-            row.cpu = dict.fromkeys(row.times, 0.0)
+            row.cpu = dict.fromkeys([*row.times, *(f"client {k}" for k in row.times)], 0.0)
+            row.cpu["api loop"] = 0.0
             for _ in range(reps[size]):
                 for sink in sinks:
                     assert sink.proc is not None
                     cpu = cpu_seconds(sink.proc.pid)
-                    row.times[sink.kind].append(upload(client, sink.url, path)[0])
+                    done = upload(client, sink.url, path)
                     row.cpu[sink.kind] += cpu_seconds(sink.proc.pid) - cpu
+                    row.cpu[f"client {sink.kind}"] += done.client_cpu
+                    row.times[sink.kind].append(done.seconds)
                 cpu = cpu_seconds(svc.api.pid)
+                loop_cpu = cpu_seconds(svc.api.pid, main_thread=True)
                 with RssPeak(svc.api.pid) as rss:
-                    seconds, file_id = upload(client, api_url, path)
+                    done = upload(client, api_url, path)
                 row.cpu["api"] += cpu_seconds(svc.api.pid) - cpu
-                row.times["api"].append(seconds)
+                row.cpu["api loop"] += cpu_seconds(svc.api.pid, main_thread=True) - loop_cpu
+                row.cpu["client api"] += done.client_cpu
+                row.times["api"].append(done.seconds)
                 row.growth.append(rss.growth)
-                client.delete(f"{api_url}/{file_id}").raise_for_status()  # keep the disk free
+                client.delete(f"{api_url}/{done.file_id}").raise_for_status()  # free the disk
             rows.append(row)
             print(f"{label(size)}: done", file=sys.stderr)
     return rows
@@ -272,7 +289,7 @@ def measure(
 def report(rows: list[Row], sinks: list[str]) -> dict[str, Any]:
     cols = "".join(f" {k + ' ms':>10}" for k in sinks)
     print(f"\n{'size':>8} {'reps':>4} {'api ms':>10}{cols} {'api/raw':>8} {'api/asgi':>9}", end="")
-    cpu_cols = "".join(f" {'cpu ' + k:>9}" for k in ["api", *sinks])
+    cpu_cols = "".join(f" {'cpu ' + k:>9}" for k in ["api", "api loop", *sinks, "client"])
     print(f" {'MB/s api':>9} {'MB/s raw':>9}{cpu_cols} {'RSS +MB':>8}")
     out: dict[str, Any] = {"rows": []}
     for row in rows:
@@ -283,7 +300,9 @@ def report(rows: list[Row], sinks: list[str]) -> dict[str, Any]:
         line += f" {row.ratio('raw'):>7.2f}x"
         line += f" {row.ratio('asgi'):>8.2f}x" if "asgi" in sinks else f" {'':>9}"
         line += f" {row.size / medians['api'] / 1e6:>9.0f} {row.size / medians['raw'] / 1e6:>9.0f}"
-        line += "".join(f" {row.cpu_ms(k):>9.1f}" for k in ["api", *sinks])
+        line += "".join(
+            f" {row.cpu_ms(k):>9.1f}" for k in ["api", "api loop", *sinks, "client raw"]
+        )
         line += f" {growth_mb:>8.1f}"
         print(line)
         out["rows"].append(
@@ -291,7 +310,7 @@ def report(rows: list[Row], sinks: list[str]) -> dict[str, Any]:
                 "bytes": row.size,
                 "median_s": medians,
                 "times_s": row.times,
-                "server_cpu_ms_per_upload": {k: row.cpu_ms(k) for k in row.times},
+                "cpu_ms_per_upload": {k: row.cpu_ms(k) for k in row.cpu},
                 "ratio_raw": row.ratio("raw"),
                 "ratio_asgi": row.ratio("asgi") if "asgi" in sinks else None,
                 "rss_growth_bytes": row.growth,
