@@ -163,6 +163,13 @@ class Settings(BaseSettings):
     embed_checkpoint_rows: int = Field(
         default=128, gt=0, description="Chunks embedded and written per checkpoint"
     )
+    # --- local embedding backend settings (performance issue) ---
+    local_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        default="torch",
+        description="Runs the local model: torch; onnx = onnxruntime, same vectors, exported "
+        "once into <data_dir>/models; onnx-int8 = quantised, faster, vectors ≈ 0.99 cosine. "
+        "onnxruntime takes PREPSHELF_TORCH_THREADS as its thread count",
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -58,6 +58,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def embedding_cache_model(model: str, embedder: object) -> str:
+    """The embedding-cache key for vectors of store model `model` computed by `embedder`.
+
+    The store keeps one model id whatever the local backend (its vectors are interchangeable
+    for search), but the cache keeps int8 vectors apart from float ones: a store ingested
+    with torch never receives cached int8 vectors, nor the other way round.
+    """
+    return model + str(getattr(embedder, "cache_suffix", "") or "")
+
+
 class LocalEmbedder:
     """A sentence-transformers model from a local directory, loaded on first use."""
 
@@ -78,6 +88,8 @@ class LocalEmbedder:
         self.batch_size = batch_size
         self.device = device
         self.threads = threads
+        # Appended to the model id in the embedding cache by backends whose vectors differ.
+        self.cache_suffix = ""
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
         # Window and width come from the config files so that request validation never has to

@@ -1,4 +1,5 @@
-"""Choose the embedder from settings: the packaged local model or a remote OpenAI-compatible API.
+"""Choose the embedder from settings: the packaged local model (on torch or onnxruntime) or a
+remote OpenAI-compatible API.
 
 Chunk sizes are always counted with the local packaged tokenizer, also for a remote model whose
 own tokenizer differs: the remote window setting should leave some margin.
@@ -34,6 +35,16 @@ def _check_remote(settings: Settings) -> None:
 
 def build_embedder(settings: Settings) -> Embedder:
     model_dir = _model_dir(settings)
+    if settings.embedder == "local" and settings.local_backend != "torch":
+        from prepshelf.pipeline.embed_onnx import OnnxEmbedder
+
+        return OnnxEmbedder(
+            model_dir,
+            cache_dir=settings.data_dir / "models",
+            variant=settings.local_backend,
+            batch_size=settings.embed_batch_size,
+            threads=settings.torch_threads,
+        )
     if settings.embedder == "local":
         return LocalEmbedder(
             model_dir, batch_size=settings.embed_batch_size, threads=settings.torch_threads
