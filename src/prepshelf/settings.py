@@ -163,6 +163,13 @@ class Settings(BaseSettings):
     embed_checkpoint_rows: int = Field(
         default=128, gt=0, description="Chunks embedded and written per checkpoint"
     )
+    # --- search settings (performance issue) ---
+    search_ef_search: int = Field(
+        default=100,
+        ge=1,
+        le=1000,
+        description="HNSW candidate list per search: higher = better recall, slower (1..1000)",
+    )
     # --- local embedding backend settings (performance issue) ---
     local_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
         default="torch",

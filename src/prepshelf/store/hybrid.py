@@ -129,6 +129,7 @@ async def hybrid_search(
     filters: dict[str, Any] | None,
     score_threshold: float,
     weights: HybridWeights,
+    ef_search: int = 100,
 ) -> list[Row]:
     """Top `limit` chunks for one query by fused rank; both halves see the same filters."""
     candidates = max(2 * limit, 20)  # deeper lists than asked: fusion reorders the heads
@@ -142,6 +143,7 @@ async def hybrid_search(
             limit=candidates,
             filters=filters,
             score_threshold=0.0,
+            ef_search=ef_search,
         )
     if weights.text_weight > 0:
         text_hits = await text_search_chunks(

@@ -86,8 +86,13 @@ async def search_chunks(
     limit: int,
     filters: dict[str, Any] | None,
     score_threshold: float,
+    ef_search: int = 100,
 ) -> list[Row]:
-    """Top `limit` completed chunks by cosine similarity, best first."""
+    """Top `limit` completed chunks by cosine similarity, best first.
+
+    `ef_search` is the HNSW candidate list size (`PREPSHELF_SEARCH_EF_SEARCH`): higher finds
+    more of the true nearest chunks and costs time (bench/search_scale.py measures both).
+    """
     args: list[Any] = []
     where = filter_sql(filters, args)
     dims = int(dimensions)  # an int from our own table: safe to inline for the index cast
@@ -107,7 +112,8 @@ async def search_chunks(
     async with conn.transaction():
         # Filtered HNSW scans keep going until enough rows pass the filter (pgvector >= 0.8).
         await conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        await conn.execute("SET LOCAL hnsw.ef_search = 100")
+        # An int from Settings (validated 1..1000, pgvector's range): safe to inline.
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef_search)}")
         cur = await conn.execute(
             sql, [query_vector, store_id, *args, query_vector, limit, score_threshold]
         )

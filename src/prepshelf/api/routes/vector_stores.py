@@ -130,6 +130,7 @@ async def _search_one(
     body: SearchRequest,
     threshold: float,
     weights: HybridWeights | None,
+    ef_search: int,
 ) -> list[dict[str, Any]]:
     common: dict[str, Any] = {
         "store_id": store["id"],
@@ -138,6 +139,7 @@ async def _search_one(
         "limit": body.max_num_results,
         "filters": body.filters,
         "score_threshold": threshold,
+        "ef_search": ef_search,
     }
     if weights is None:
         return await search_db.search_chunks(conn, **common)
@@ -156,7 +158,8 @@ async def search_vector_store(
     _refuse_expired(store)
     queries = [body.query] if isinstance(body.query, str) else list(body.query)
     threshold = body.ranking_options.score_threshold if body.ranking_options else 0.0
-    weights = _hybrid_weights(body, request.app.state.settings)
+    settings: Settings = request.app.state.settings
+    weights = _hybrid_weights(body, settings)
     vectors: np.ndarray = await request.app.state.query_embedder.embed(queries)
     best: dict[tuple[str, int], dict[str, Any]] = {}
     for query, vector in zip(queries, vectors, strict=True):
@@ -168,6 +171,7 @@ async def search_vector_store(
             body=body,
             threshold=threshold,
             weights=weights,
+            ef_search=settings.search_ef_search,
         ):
             key = (hit["file_id"], hit["chunk_index"])
             if key not in best or hit["score"] > best[key]["score"]:
