@@ -89,6 +89,7 @@ def test_export_is_cached(cache_dir: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_runtime_needs_no_torch(cache_dir: Path) -> None:
+    OnnxEmbedder(cache_dir=cache_dir, variant="onnx").load()  # exported here, if not yet
     code = (
         "import sys, pathlib\n"
         "from prepshelf.pipeline.embed_onnx import OnnxEmbedder\n"
