@@ -43,7 +43,7 @@ OnnxVariant = Literal["onnx", "onnx-int8"]
 MODEL_FILE = "model.onnx"
 INFO_FILE = "export.json"
 # Bump when the export or quantisation recipe changes: it is part of the fingerprint.
-_RECIPE = 1
+_RECIPE = 2
 # Inputs in the order the exported graph takes them (token_type_ids only for BERT-style models).
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Sanity floors checked right after an export, on a few sentences: the float graph must be the
@@ -156,7 +156,15 @@ def _export_float(model_dir: Path, out: Path) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True).eval()
+    # Eager attention: the same arithmetic as the default SDPA path, but SDPA exports with
+    # Where/IsNaN masking ops that took ~15 % of the int8 graph's time (plain MatMul/Softmax
+    # here; measured 1.65 → 1.40 CPU-s per 32 × 256 batch, float unchanged).
+    model = SentenceTransformer(
+        str(model_dir),
+        device="cpu",
+        local_files_only=True,
+        model_kwargs={"attn_implementation": "eager"},
+    ).eval()
     features = model.preprocess(list(_CHECK_TEXTS))
     names = [n for n in _INPUTS if isinstance(features.get(n), torch.Tensor)]
 
