@@ -30,7 +30,6 @@ from prepshelf.ids import new_file_id
 from prepshelf.jobs.ingest import WorkerResources
 from prepshelf.jobs.queue import BATCH_QUEUE, BATCH_TASK
 from prepshelf.jobs.retry import RequeueJob, RequeueStrategy, backoff_delay
-from prepshelf.pipeline.embed import LocalEmbedder
 from prepshelf.pipeline.embedding_request import (
     EmbeddingLimits,
     count_inputs,
@@ -219,7 +218,8 @@ async def _handle_failure(
 def _limits(res: WorkerResources) -> EmbeddingLimits:
     emb = res.embedder
     names = {emb.model_id}
-    if isinstance(emb, LocalEmbedder):
+    # The worker's embedder is wrapped (metrics): ask the settings, not isinstance.
+    if res.settings.embedder == "local":
         names.add(res.settings.model_id)
     return EmbeddingLimits(
         model_ids=frozenset(names),

@@ -30,7 +30,7 @@ from prepshelf.errors import FileProcessingError, InvalidFileError
 from prepshelf.jobs.expand import expand_archive_job
 from prepshelf.jobs.retry import RequeueJob, backoff_delay
 from prepshelf.pipeline.chunk import ChunkingStrategy, chunk_text
-from prepshelf.pipeline.embed import Embedder
+from prepshelf.pipeline.embed import Embedder, embedding_cache_model
 from prepshelf.pipeline.parse import ArchiveFileError
 from prepshelf.pipeline.sandbox import parse_in_subprocess
 from prepshelf.pipeline.tokenizer import load_tokenizer
@@ -332,10 +332,11 @@ async def _embed_batch(
 ) -> bool:
     store_id, file_id = job["vector_store_id"], job["file_id"]
     first = rows[0]["chunk_index"]
+    cache_key = embedding_cache_model(model, res.embedder)  # int8 vectors kept apart
     try:
         digests = [bytes(r["text_sha256"]) for r in rows]
         async with res.pool.connection() as conn:
-            cached = await chunks_db.cached_embeddings(conn, model=model, digests=digests)
+            cached = await chunks_db.cached_embeddings(conn, model=cache_key, digests=digests)
         missing = [r for r, d in zip(rows, digests, strict=True) if d not in cached]
         computed: dict[bytes, Any] = {}
         timings: dict[str, float] = {}
@@ -362,7 +363,7 @@ async def _embed_batch(
                 conn,
                 store_id=store_id,
                 file_id=file_id,
-                model=model,
+                model=cache_key,
                 rows=vectors_by_row,
                 new_digests=set(computed),
             )
