@@ -165,7 +165,7 @@ class Settings(BaseSettings):
     )
     # --- search settings (performance issue) ---
     search_ef_search: int = Field(
-        default=100,
+        default=200,
         ge=1,
         le=1000,
         description="HNSW candidate list per search: higher = better recall, slower (1..1000)",

@@ -129,7 +129,7 @@ async def hybrid_search(
     filters: dict[str, Any] | None,
     score_threshold: float,
     weights: HybridWeights,
-    ef_search: int = 100,
+    ef_search: int = 200,
 ) -> list[Row]:
     """Top `limit` chunks for one query by fused rank; both halves see the same filters."""
     candidates = max(2 * limit, 20)  # deeper lists than asked: fusion reorders the heads

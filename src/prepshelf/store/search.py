@@ -86,7 +86,7 @@ async def search_chunks(
     limit: int,
     filters: dict[str, Any] | None,
     score_threshold: float,
-    ef_search: int = 100,
+    ef_search: int = 200,
 ) -> list[Row]:
     """Top `limit` completed chunks by cosine similarity, best first.
 
