@@ -27,12 +27,18 @@ Load: one vector store, N/50 files with `completed` vector_store_files rows (att
 indexes are dropped before the load and rebuilt after it from the definitions the
 migrations made (read back from pg_indexes), with `maintenance_work_mem` (--build-mem) and
 `max_parallel_maintenance_workers` (--build-workers) set for the build; the build time is
-reported. With --keep DIR the loaded databases stay in DIR and a rerun only measures.
+reported. With --keep DIR the loaded databases stay in DIR and a rerun only measures; a
+kept database gets later migrations applied first (timed), as an upgrade would.
+
+Also: --ef-search 100,200,400 sweeps hnsw.ef_search (default: PREPSHELF_SEARCH_EF_SEARCH);
+--hnsw-options 'm = 16, ef_construction = 64' measures a copy whose index has other build
+options (what a new migration would set); --shared-buffers 3GB restarts the server with
+that much cache (stays in a --keep dir; pass 128MB to go back to the default).
 
 Run: `python bench/search_scale.py --sizes 20000,100000` (minutes);
-     `nice -n 19 python bench/search_scale.py --sizes 1000000 --keep /tmp/bench-search-1m`
-     (loads ~1.5 GB of vectors and builds the index once: long on 2 cores), later the same
-     command again on a quiet machine to measure only.
+     `nice -n 19 python bench/search_scale.py --sizes 1000000 --keep /tmp/bench-search-1m
+     --load-only` (loads ~1.5 GB of vectors and builds the index once: 5 min load and
+     10-25 min build on 2 busy cores), then without --load-only on a quiet machine.
 """
 
 from __future__ import annotations
