@@ -42,6 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# As prepshelf's LocalEmbedder does: idle OpenMP threads sleep instead of spinning, which on a
+# busy machine otherwise stalls every model call (same setting for the raw reference).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from prepshelf.pipeline.chunk import ChunkingStrategy, chunk_text  # noqa: E402
 from prepshelf.pipeline.embed import default_model_dir  # noqa: E402
