@@ -254,12 +254,13 @@ def test_unchanged_file_is_never_embedded_twice(svc: Service, store: str) -> Non
         same_file = http.post(f"/v1/vector_stores/{other}/files", json={"file_id": file_id})
         _, copy_job = ingest_text(http, store, text, "cached-copy.txt")  # same bytes again
         rows = [wait_job(svc, same_file.json()["job_id"]), wait_job(svc, copy_job)]
-    batches = math.ceil(first["progress_total"] / BATCH)
     for row in rows:
         assert row["status"] == "succeeded"
         assert row["embeddings_computed"] == 0
         assert row["embeddings_cached"] == first["progress_total"]
-        assert row["batches_reused"] == batches and row["batches_embedded"] == 0
+        # Same bytes, chunking and model: the chunks were copied in one step, not parsed.
+        assert row["batches_reused"] == 1 and row["batches_embedded"] == 0
+        assert "parsing" not in row["stage_durations"]
 
 
 # --- cancel and retry -----------------------------------------------------------------
