@@ -201,6 +201,7 @@ async def _expand(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]
 
 async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]) -> bool:
     """Copy the chunks of a completed copy of the same file, if there is one; True if done."""
+    copied = None
     try:
         async with res.pool.connection() as conn, conn.transaction():
             copied = await chunks_db.copy_from_twin(
@@ -213,7 +214,8 @@ async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: dict[str, A
                 model=ctx["embedding_model"],
             )
             if copied is None or copied[1] == 0:
-                return False  # rolled back with the transaction: nothing half-copied
+                # A plain return would commit the DELETE of earlier chunks: roll back instead.
+                raise psycopg.Rollback()
             twin, count = copied
             await jobs_db.set_stage(
                 conn,
@@ -228,6 +230,9 @@ async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: dict[str, A
         raise JobCancelled("the file left the store") from exc
     except psycopg.OperationalError as exc:
         raise _StageError("parsing", exc) from exc
+    if copied is None or copied[1] == 0:
+        return False
+    twin, count = copied
     job["stage"] = "embedding"
     log.info(
         "job %s: %d chunks copied from %s (same bytes, chunking and model)", job["id"], count, twin
