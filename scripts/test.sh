@@ -2,11 +2,9 @@
 # Set up (first run only) and run the whole test suite.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# The dashboard's browser tests drive Debian's Chromium (Playwright never downloads one).
-if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
-fi
+# Debian packages: Chromium for the dashboard's browser tests (Playwright never downloads one),
+# Tesseract and ffmpeg for scans and media.
+bash scripts/system-deps.sh --test
 bash scripts/setup.sh test
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1

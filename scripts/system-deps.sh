@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Debian packages prepshelf uses beyond PyPI: Tesseract + language data (OCR of scans and
+# images) and ffmpeg (audio/video); with --test also Chromium for the dashboard's browser tests.
+# Installs only what is missing and waits for another apt/dpkg run instead of failing on its lock.
+# Without root or apt it only warns: the service still starts, and the features that need a
+# missing tool fail their files with a message naming the package.
+set -euo pipefail
+want=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-deu tesseract-ocr-fra tesseract-ocr-spa
+      tesseract-ocr-osd ffmpeg)
+if [ "${1:-}" = "--test" ]; then want+=(chromium chromium-driver); fi
+missing=()
+for pkg in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" != 0 ]; then
+    echo "warning: missing Debian packages (install them as root): ${missing[*]}" >&2
+    exit 0
+fi
+apt_wait=(-o DPkg::Lock::Timeout=900)  # another apt holding the lock: wait, do not fail
+for try in 1 2 3 4 5 6; do
+    apt-get "${apt_wait[@]}" update -qq && break
+    [ "$try" = 6 ] && exit 1
+    echo "apt-get update failed (lock held?); retrying in 20 s" >&2
+    sleep 20
+done
+DEBIAN_FRONTEND=noninteractive apt-get "${apt_wait[@]}" install -y -qq "${missing[@]}" >/dev/null
