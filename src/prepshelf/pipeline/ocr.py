@@ -206,7 +206,14 @@ def tesserocr_module() -> Any:
             "OCR is not available on this worker: the Python package tesserocr is missing "
             f"(pip install {TESSEROCR_PIN})"
         ) from exc
+    global _quiet
+    if not _quiet:  # Leptonica reports odd page regions on stderr; the page result says enough
+        tesserocr.set_leptonica_log_level(tesserocr.LeptLogLevel.NONE)
+        _quiet = True
     return tesserocr
+
+
+_quiet = False
 
 
 # --- recognition ----------------------------------------------------------------------------

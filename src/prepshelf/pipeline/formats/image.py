@@ -51,6 +51,8 @@ def extract_image(path: Path, kind: str, ctx: OcrContext) -> Extracted:
             image = Image.open(path, formats=[IMAGE_FORMATS[kind]])
         except UnidentifiedImageError:
             raise InvalidFileError(f"corrupt {name}: Pillow cannot read its header") from None
+        except _DECODE_ERRORS as exc:  # e.g. the header itself is cut short
+            raise InvalidFileError(f"corrupt {name}: {_reason(exc)}") from None
         with image:
             return _ocr_pages(image, kind, ctx)
 
