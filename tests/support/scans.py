@@ -40,12 +40,12 @@ def encode(image: Image.Image, fmt: str, **options: Any) -> bytes:
     return buffer.getvalue()
 
 
-def tiff_pages(*pages: Image.Image) -> bytes:
+def tiff_pages(*pages: Image.Image, compression: str = "tiff_lzw") -> bytes:
     buffer = io.BytesIO()
     # Copies: an image saved before keeps its old encoder settings, which the TIFF writer
     # would pass on for appended pages (Pillow 13).
     first, *rest = (page.copy() for page in pages)
-    first.save(buffer, format="TIFF", save_all=True, append_images=rest)
+    first.save(buffer, format="TIFF", save_all=True, append_images=rest, compression=compression)
     return buffer.getvalue()
 
 
