@@ -199,6 +199,27 @@ def test_corpus_scans(service: Service, scans: dict[str, Any]) -> None:
     assert _job(service, files["a1977-backus-p21.pdf"])["result"] is None  # its text layer
 
 
+def test_the_same_scan_again_is_copied_unless_other_languages_are_asked(
+    service: Service, scans: dict[str, Any]
+) -> None:
+    client = service.openai()
+    data = encode(text_page(QUARTERMASTER), "PNG")  # the bytes of herring.png
+    again = client.vector_stores.create(name="again", metadata={"ocr_languages": "eng"})
+    copy = _attach_all(client, again.id, {"herring-again.png": (data, {})})["herring-again.png"]
+    job = _job(service, copy)
+    assert copy.status == "completed" and "parsing" not in job["stage_durations"]  # a twin copy
+    assert job["result"]["ocr"]["pages"] == 1  # the twin's OCR report came along
+    hit = _search(service, again.id, "quartermaster salted herring")[0]
+    confidence = hit.attributes.pop("ocr_confidence")  # the SDK types numbers as float
+    assert hit.attributes == {"page": 1, "page_end": 1, "ocr": True} and 60 < confidence <= 100
+
+    german = client.vector_stores.create(name="other", metadata={"ocr_languages": "deu"})
+    other = _attach_all(client, german.id, {"herring-deu.png": (data, {})})["herring-deu.png"]
+    job = _job(service, other)
+    assert other.status == "completed" and "ocr" in job["stage_durations"]  # OCR'd again
+    assert job["result"]["ocr"]["requested_languages"] == "deu"
+
+
 def test_progress_in_pages_reaches_the_job_and_its_events(service: Service) -> None:
     client = service.openai()
     store = client.vector_stores.create(name="progress", metadata={"ocr_languages": "eng"})
