@@ -206,7 +206,7 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, description="OCR time per file (on top of PREPSHELF_PARSE_TIMEOUT_S)"
     )
     ocr_min_confidence: float = Field(
-        default=45.0,
+        default=50.0,
         ge=0,
         le=100,
         description="Pages whose mean word confidence (0..100) is lower are left out of the index "

@@ -131,7 +131,7 @@ def test_unreadable_pages_are_flagged_not_indexed(tmp_path: Path) -> None:
     )
     with pytest.raises(
         InvalidFileError,
-        match=r"^no text found by OCR above the confidence threshold of 45 "
+        match=r"^no text found by OCR above the confidence threshold of 50 "
         r"\(PREPSHELF_OCR_MIN_CONFIDENCE; page 1: \d+\)$",
     ):
         parse_file(_write(tmp_path, "smudge.png", encode(smudged, "PNG")), "s.png", ocr=ENG)
@@ -142,7 +142,7 @@ def test_unreadable_pages_are_flagged_not_indexed(tmp_path: Path) -> None:
     assert "Zephyr" not in doc.text
     assert doc.ocr is not None and doc.ocr.pages == (1, 2)
     (flagged,) = doc.ocr.as_result()["low_confidence_pages"]
-    assert flagged["page"] == 2 and flagged["confidence"] < 45 and flagged["words"] > 10
+    assert flagged["page"] == 2 and flagged["confidence"] < 50 and flagged["words"] > 10
 
     rng = np.random.default_rng(7)
     noise = Image.fromarray(rng.integers(0, 256, (700, 1200), dtype=np.uint8))

@@ -40,9 +40,10 @@ _LANGUAGE = re.compile(r"[A-Za-z][A-Za-z0-9_]{1,31}")
 _SEPARATORS = re.compile(r"[+,\s]+")
 _LIST_LANGS = re.compile(r'"([^"]+)"')
 
-# Tesseract's OSD confidence was 14-25 on truly rotated pages (rendered text turned 90/180/270°,
-# a turned journal scan) and 0.3-2.3 on noise and on an upright typewritten scan it misread as
-# upside down (bench/ocr.py prints the table): below this a proposed turn is only a fallback.
+# Tesseract's OSD confidence was 11-25 on every truly turned page measured (rendered text turned
+# 90/180/270°, a turned journal scan) and 0.4-2.3 on noise and on an upright typewritten scan it
+# misread as upside down (bench/ocr.py prints the table): below this a proposed turn is only
+# tried when the upright reading is poor.
 OSD_MIN_CONFIDENCE = 5.0
 # A page recognised below this confidence is tried once more in the other orientation (OSD can
 # be wrong either way, or unsure); the more confident reading wins.
@@ -70,7 +71,7 @@ class OcrOptions:
     max_pages: int = 1000
     page_timeout_s: float = 120.0
     timeout_s: float = 3600.0
-    min_confidence: float = 45.0
+    min_confidence: float = 50.0  # see docs/ocr.md for the measurements
     page_min_chars: int = 20
 
 
