@@ -6,6 +6,7 @@ worker without Tesseract's data still serving everything else."""
 from __future__ import annotations
 
 import io
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -319,6 +320,34 @@ def test_hostile_images_fail_precisely_and_the_worker_lives(service: Service) ->
     assert service.workers[0].poll() is None and service.workers[0].pid == pid
     later = _attach_all(client, store.id, {"later.png": (encode(text_page(INVOICE), "PNG"), {})})
     assert later["later.png"].status == "completed"
+
+
+def test_a_worker_stopped_mid_ocr_exits_at_the_next_page_and_hands_the_job_back(
+    service: Service,
+) -> None:
+    client = service.openai()
+    store = client.vector_stores.create(name="shutdown", metadata={"ocr_languages": "eng"})
+    dense = text_page(*([QUARTERMASTER, ZEPHYR, INVOICE, LIGHTHOUSE] * 8), size=(2400, 3000))
+    bilevel = dense.convert("1")  # CCITT G4 as a fax: 300 pages in a few MB, ~10 min of OCR
+    file_id = _upload(client, "long.tif", tiff_pages(*([bilevel] * 300), compression="group4"))
+    vsf = client.vector_stores.files.create(vector_store_id=store.id, file_id=file_id)
+    job_id = (vsf.model_extra or {})["job_id"]
+    with service.http() as http:
+        deadline = time.monotonic() + 300
+        while http.get(f"/v1/jobs/{job_id}").json()["stage"] != "ocr":
+            assert time.monotonic() < deadline, "the job never reached its OCR stage"
+            time.sleep(0.2)
+        worker = service.workers[-1]
+        worker.send_signal(signal.SIGTERM)
+        # The parse thread cannot be cancelled: without the stop at the next page the process
+        # would wait for all 300 pages before exiting.
+        assert worker.wait(timeout=90) == 0
+        job = http.get(f"/v1/jobs/{job_id}").json()
+        assert job["status"] == "queued" and job["progress"]["done"] < 300
+        assert job["attempt_log"][-1]["outcome"] == "released: worker shutting down"
+        service.start_worker()
+        service.wait_ready()
+        assert http.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
 
 
 # --- a worker without Tesseract's language data ---------------------------------------------

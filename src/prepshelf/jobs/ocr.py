@@ -7,7 +7,8 @@ checks them only when a page needs OCR, so a text PDF never fails on them.
 Progress: the parse sandbox calls `OcrProgress.update` (in the parse thread) for every OCR'd
 page; a task on the worker's loop writes the latest count to the job at most every
 `interval_s` (the jobs trigger turns each write into an event: SSE, CLI bars, /ui). A cancel
-request seen by a write makes the next update raise OcrCancelled, which stops the child.
+request seen by a write, or the worker shutting down, makes the next update raise
+OcrCancelled, which stops the sandbox child.
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ class OcrProgress:
         writer = asyncio.create_task(self._write_every_interval())
         try:
             yield
+        except BaseException:
+            # The wait ended early (the worker is shutting down): the parse thread cannot be
+            # cancelled, so its OCR stops at the next page, and the process can exit.
+            self._cancelled = True
+            raise
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
