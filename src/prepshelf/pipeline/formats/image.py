@@ -42,19 +42,23 @@ def extract_image(path: Path, kind: str, ctx: OcrContext) -> Extracted:
         raise UnsupportedFileError(
             f"{name} images are read by OCR, which is off on this worker (PREPSHELF_OCR_ENABLED)"
         )
-    # Our own per-page limit applies, with a message naming its setting; Pillow's global guard
-    # would raise or warn with its own numbers first.
-    Image.MAX_IMAGE_PIXELS = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Pillow warns about odd metadata; the text is what counts
-        try:
-            image = Image.open(path, formats=[IMAGE_FORMATS[kind]])
-        except UnidentifiedImageError:
-            raise InvalidFileError(f"corrupt {name}: Pillow cannot read its header") from None
-        except _DECODE_ERRORS as exc:  # e.g. the header itself is cut short
-            raise InvalidFileError(f"corrupt {name}: {_reason(exc)}") from None
-        with image:
-            return _ocr_pages(image, kind, ctx)
+    # Our own per-page limit applies (checked from the header before any decoding), with a
+    # message naming its setting; Pillow's global guard would raise or warn with its own
+    # numbers first. Restored afterwards: nothing else in the process loses the guard.
+    guard, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # odd metadata makes Pillow warn; the text counts
+            try:
+                image = Image.open(path, formats=[IMAGE_FORMATS[kind]])
+            except UnidentifiedImageError:
+                raise InvalidFileError(f"corrupt {name}: Pillow cannot read its header") from None
+            except _DECODE_ERRORS as exc:  # e.g. the header itself is cut short
+                raise InvalidFileError(f"corrupt {name}: {_reason(exc)}") from None
+            with image:
+                return _ocr_pages(image, kind, ctx)
+    finally:
+        Image.MAX_IMAGE_PIXELS = guard
 
 
 def _ocr_pages(image: Image.Image, kind: str, ctx: OcrContext) -> Extracted:
