@@ -3,6 +3,7 @@ order with real text; hostile images failing precisely; languages and a missing 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -299,6 +300,17 @@ def test_missing_tesseract_data_names_what_to_install(tmp_path: Path) -> None:
         r"tesseract-ocr-eng",
     ):
         parse_file(path, "scan.png", ocr=missing)
+
+
+def test_missing_binding_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tesserocr", None)  # `import tesserocr` raises ImportError
+    path = _write(tmp_path, "scan.png", encode(text_page(QUARTERMASTER), "PNG"))
+    with pytest.raises(
+        UnsupportedFileError,
+        match=r"^OCR is not available on this worker: the Python package tesserocr is missing "
+        r"\(pip install tesserocr==2\.13\.0\)$",
+    ):
+        parse_file(path, "scan.png", ocr=ENG)
 
 
 @needs_corpus
