@@ -6,15 +6,18 @@ worker without Tesseract's data still serving everything else."""
 from __future__ import annotations
 
 import io
+import re
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from PIL import ImageFilter
 
+from prepshelf.store.migrate import _migration_files
 from support.corpus import CORPUS, needs_corpus
 from support.postgres import TestPostgres as Postgres  # not collected as a test class
 from support.scans import (
@@ -348,6 +351,31 @@ def test_a_worker_stopped_mid_ocr_exits_at_the_next_page_and_hands_the_job_back(
         service.start_worker()
         service.wait_ready()
         assert http.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
+
+
+def test_migration_adds_the_ocr_stage_and_keeps_every_other(postgres: Postgres) -> None:
+    sql = next(sql for _, name, sql in _migration_files() if name == "0030_ocr.sql")
+    with psycopg.connect(postgres.new_database(), autocommit=True) as db:  # fully migrated
+        stages = _allowed_stages(db)
+        assert {"parsing", "ocr", "chunking", "embedding", "indexing", "expanding"} <= stages
+        # A database that gained a stage from a later-numbered migration first (upgraded out
+        # of order) keeps it when this migration runs after it.
+        db.execute("ALTER TABLE jobs DROP CONSTRAINT jobs_stage_check")
+        db.execute(
+            "ALTER TABLE jobs ADD CONSTRAINT jobs_stage_check "
+            "CHECK (stage IN ('parsing', 'chunking', 'listing'))"
+        )
+        db.execute(sql)
+        assert _allowed_stages(db) == {"parsing", "chunking", "listing", "ocr"}
+
+
+def _allowed_stages(db: psycopg.Connection[Any]) -> set[str]:
+    row = db.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE conrelid = 'jobs'::regclass AND conname = 'jobs_stage_check'"
+    ).fetchone()
+    assert row is not None
+    return set(re.findall(r"'([a-z_]+)'", row[0]))
 
 
 # --- a worker without Tesseract's language data ---------------------------------------------
