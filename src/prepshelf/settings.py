@@ -121,10 +121,14 @@ class Settings(BaseSettings):
     )
     # --- embeddings and batches settings (bulk-embedding issue) ---
     embeddings_max_inputs: int = Field(
-        default=256, gt=0, description="Inputs per /v1/embeddings call; more → 413, use batches"
+        default=2048,
+        gt=0,
+        description="Inputs per /v1/embeddings call (OpenAI's 2,048); more → 400",
     )
     embeddings_max_tokens: int = Field(
-        default=16384, gt=0, description="Tokens per /v1/embeddings call; more → 413"
+        default=300_000,
+        gt=0,
+        description="Tokens per /v1/embeddings call or batch line (OpenAI's 300,000); more → 400",
     )
     batch_slice_lines: int = Field(default=256, gt=0, description="Batch lines per checkpoint")
     batch_slice_inputs: int = Field(default=2048, gt=0, description="Inputs per batch slice")
@@ -176,6 +180,29 @@ class Settings(BaseSettings):
         description="Runs the local model: torch; onnx = onnxruntime, same vectors, exported "
         "once into <data_dir>/models; onnx-int8 = quantised, faster, vectors ≈ 0.99 cosine. "
         "onnxruntime takes PREPSHELF_TORCH_THREADS as its thread count",
+    )
+    # --- client compatibility settings (clients issue) ---
+    embeddings_token_ids: Literal["cl100k_base", "model"] = Field(
+        default="cl100k_base",
+        description="How /v1/embeddings reads token-id arrays: cl100k_base = OpenAI's encoding "
+        "(what LangChain and other OpenAI-shaped clients send), decoded and re-tokenized for "
+        "the model; model = ids of the served model's own vocabulary",
+    )
+    embeddings_long_input: Literal["split", "truncate", "error"] = Field(
+        default="split",
+        description="An /v1/embeddings input over the model's window: split = embed window-sized "
+        "pieces and return their token-weighted, re-normalised mean; truncate = first window "
+        "only; error = 400 context_length_exceeded",
+    )
+    embeddings_max_body_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        gt=0,
+        description="Request body limit of /v1/embeddings (300,000 token ids as JSON ≈ 2.4 MB)",
+    )
+    query_model_preload: bool = Field(
+        default=True,
+        description="The API loads its query model in the background right after start, so "
+        "the first search is as fast as the next; false = on the first search",
     )
 
     @field_validator("api_keys", mode="before")
