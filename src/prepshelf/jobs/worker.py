@@ -21,6 +21,7 @@ import psycopg
 
 from prepshelf.jobs import batch_embed, maintenance, prune_events
 from prepshelf.jobs.ingest import WorkerResources, run_ingest
+from prepshelf.jobs.process_heartbeat import process_heartbeat
 from prepshelf.jobs.queue import (
     BATCH_QUEUE,
     INGEST_QUEUE,
@@ -41,6 +42,8 @@ from prepshelf.store.db import open_pool, wait_for_database_async
 
 log = logging.getLogger(__name__)
 
+# One procrastinate sub-worker per queue in each worker process.
+SUB_WORKER_QUEUES = (INGEST_QUEUE, BATCH_QUEUE, MAINTENANCE_QUEUE)
 _DB_WAIT_S = 300.0  # how long a worker waits for a lost database before giving up
 _MAX_QUICK_RESTARTS = 10
 
@@ -94,7 +97,15 @@ async def run_worker(settings: Settings) -> None:
     )
     _register_tasks(app, res)
     try:
-        async with app.open_async():
+        async with (
+            app.open_async(),
+            process_heartbeat(
+                pool,
+                name=res.worker_name,
+                sub_workers=len(SUB_WORKER_QUEUES),
+                interval_s=settings.heartbeat_interval_s,
+            ),
+        ):
             await _run_until_stopped(app, res)
     finally:
         await pool.close()
@@ -162,9 +173,8 @@ async def _run_sub_workers(
         # sweeper runs while both are busy. Several ingest jobs at once let one file parse
         # while another is embedded (the model itself runs one call at a time).
         for queue, concurrency in (
-            (INGEST_QUEUE, ingest_concurrency),
-            (BATCH_QUEUE, 1),
-            (MAINTENANCE_QUEUE, 1),
+            (queue, ingest_concurrency if queue == INGEST_QUEUE else 1)
+            for queue in SUB_WORKER_QUEUES
         )
     ]
     loop = asyncio.get_running_loop()
