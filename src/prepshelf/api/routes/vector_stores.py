@@ -154,6 +154,15 @@ async def search_vector_store(
     project: ProjectDep,
     conn: ConnDep,
 ) -> dict[str, Any]:
+    if body.rewrite_query:
+        # OpenAI rewrites the query with a language model; there is none here, and silently
+        # searching the unrewritten query would answer a different question.
+        raise InvalidRequestError(
+            "rewrite_query is not supported: prepshelf has no language model to rewrite "
+            "queries with. Omit it (or send false) and pass the query you want searched; "
+            "a list of up to 16 phrasings is searched together.",
+            param="rewrite_query",
+        )
     store = await load_store(conn, project, vector_store_id)
     _refuse_expired(store)
     queries = [body.query] if isinstance(body.query, str) else list(body.query)
