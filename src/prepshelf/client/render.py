@@ -25,6 +25,7 @@ class FileState:
     done: int = 0
     total: int | None = None
     error: str | None = None
+    reused: bool = False  # failed before with the same bytes: attached again, not uploaded
 
     @property
     def final(self) -> bool:
@@ -102,7 +103,8 @@ class PlainIngestView:
     def uploaded(self, state: FileState) -> None:
         self._uploaded += 1
         what = f"upload failed: {state.error}" if state.status == "upload_failed" else state.file_id
-        self.out.line(f"[{self._uploaded}/{self.total}] uploaded {state.name}: {what}")
+        done = "failed before, sent again" if state.reused else "uploaded"
+        self.out.line(f"[{self._uploaded}/{self.total}] {done} {state.name}: {what}")
 
     def watching(self, states: Sequence[FileState]) -> None:
         self._finished = sum(1 for s in states if s.final)
