@@ -55,7 +55,7 @@ def tiktoken_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def run_client(service: Service, clients_python: Path, tiktoken_cache: Path) -> Iterator[RunClient]:
+def run_client(clients_python: Path, tiktoken_cache: Path, service: Service) -> Iterator[RunClient]:
     env = base_env(
         TIKTOKEN_CACHE_DIR=str(tiktoken_cache),
         LITELLM_LOCAL_MODEL_COST_MAP="True",  # litellm would fetch its model list at import
