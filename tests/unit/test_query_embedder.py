@@ -54,7 +54,7 @@ def test_a_request_during_the_load_waits_for_the_model() -> None:
         return await task
 
     vectors = asyncio.run(search())
-    loader.join(10)
+    loader.result(10)
     assert vectors.shape[0] == 1
     status = embedder.status()
     assert status["status"] == "ready" and status["load_s"] >= 0
@@ -68,7 +68,7 @@ def test_a_failed_load_is_reported_and_tried_again() -> None:
         raise RuntimeError("model files missing")
 
     embedder = QueryEmbedder(default_model_dir(), factory=broken, model_id="fake")
-    embedder.start_loading().join(10)
+    embedder.start_loading().result(10)
     status = embedder.status()
     assert status["status"] == "failed" and "model files missing" in status["error"]
     with pytest.raises(RuntimeError):

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from prepshelf import __version__
-from prepshelf.api import observe
+from prepshelf.api import observe, warmup
 from prepshelf.api.auth import KeyRing
 from prepshelf.api.body_limit import JsonBodyLimit
 from prepshelf.api.errors import install_error_handlers
@@ -48,12 +48,16 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.queue = queue
         app.state.events_hub = EventsHub(database_url)
         await app.state.events_hub.start()
+        warming = None
         try:
             async with queue.open_async():
-                if settings.query_model_preload:
-                    app.state.query_embedder.start_loading()  # after start, never awaited
+                # Started, never awaited: the server listens while the model loads.
+                warming = warmup.start(app) if settings.query_model_preload else None
                 yield
         finally:
+            if warming is not None:
+                warming.cancel()
+            app.state.query_embedder.close()
             await app.state.events_hub.stop()
             await app.state.pool.close()
 

@@ -1,18 +1,18 @@
 """The front desk's one use of the model: embedding search queries and /v1/embeddings inputs.
 
-Nothing heavy is imported when the API starts: the model loads in a background thread right
-after the server starts listening (`start_loading`), so no request waits on start-up and the
-first search is as fast as the tenth. A request that arrives while the model is still loading
-waits for it (it never fails for that); `/readyz` shows where the load is.
+Nothing heavy is imported when the API starts: the model loads on its own thread right after
+the server starts listening (`start_loading`, from `warmup.py`), so no request waits on
+start-up and the first search is as fast as the tenth. A request that arrives while the model
+is still loading waits for it (it never fails for that); `/readyz` shows where the load is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,6 +27,11 @@ LoadStatus = Literal["not_loaded", "loading", "ready", "failed"]
 
 
 class QueryEmbedder:
+    """All model calls run on one thread of their own, the load and its warm-up included:
+    per-thread first-call costs of the model's kernels are paid once, at start-up, and
+    requests take turns by model batch (a long /v1/embeddings request lets searches in
+    between its batches) instead of competing for the API's cores."""
+
     def __init__(
         self,
         model_dir: Path,
@@ -40,24 +45,24 @@ class QueryEmbedder:
         self._factory = factory  # e.g. the remote embedder; None = the local model
         self._model_id = model_id
         self._embedder: Embedder | None = None
-        self._lock = threading.Lock()  # held while loading: callers wait for the model
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="query-model")
         self._status: LoadStatus = "not_loaded"
         self._error: str | None = None
         self._load_s: float | None = None
 
     def _get(self) -> Embedder:
-        with self._lock:
-            if self._embedder is None:
-                started = time.monotonic()
-                self._status = "loading"
-                try:
-                    self._embedder = self._build()
-                except Exception as exc:
-                    self._status, self._error = "failed", f"{type(exc).__name__}: {exc}"
-                    raise
-                self._load_s = round(time.monotonic() - started, 2)
-                self._status, self._error = "ready", None
-            return self._embedder
+        """The model, loaded on first use (only ever called on the model thread)."""
+        if self._embedder is None:
+            started = time.monotonic()
+            self._status = "loading"
+            try:
+                self._embedder = self._build()
+            except Exception as exc:
+                self._status, self._error = "failed", f"{type(exc).__name__}: {exc}"
+                raise
+            self._load_s = round(time.monotonic() - started, 2)
+            self._status, self._error = "ready", None
+        return self._embedder
 
     def _build(self) -> Embedder:
         if self._factory is not None:
@@ -68,8 +73,9 @@ class QueryEmbedder:
         embedder.embed(["warm-up"])  # the first call pays one-time costs; not a user's search
         return embedder
 
-    def start_loading(self) -> threading.Thread:
-        """Load the model in a daemon thread now (the lifespan calls this at start-up)."""
+    def start_loading(self) -> Future[None]:
+        """Load the model now, on the model thread (the lifespan calls this at start-up);
+        calls that arrive meanwhile queue behind the load and wait for it."""
         self._status = "loading"
 
         def load() -> None:
@@ -79,9 +85,7 @@ class QueryEmbedder:
             except Exception:
                 log.exception("loading the query model failed; the next request tries again")
 
-        thread = threading.Thread(target=load, name="query-model-load", daemon=True)
-        thread.start()
-        return thread
+        return self._executor.submit(load)
 
     def status(self) -> dict[str, Any]:
         """For /readyz: whether the model is loaded (read without waiting for the load)."""
@@ -92,9 +96,15 @@ class QueryEmbedder:
             body["error"] = self._error
         return body
 
-    def embed_blocking(self, texts: list[str]) -> np.ndarray:
-        """Embed in the calling thread (never on the event loop)."""
+    def _call(self, texts: list[str]) -> np.ndarray:
         return self._get().embed(texts)
 
+    def embed_blocking(self, texts: list[str]) -> np.ndarray:
+        """Embed from a worker thread (never the event loop, never the model thread)."""
+        return self._executor.submit(self._call, texts).result()
+
     async def embed(self, texts: list[str]) -> np.ndarray:
-        return await asyncio.to_thread(self.embed_blocking, texts)
+        return await asyncio.wrap_future(self._executor.submit(self._call, texts))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
