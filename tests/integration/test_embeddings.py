@@ -146,6 +146,10 @@ def test_over_openais_limits_is_400_as_openai_words_it(service: Service) -> None
         assert r.status_code == 400 and r.json()["error"]["param"] == "input"
         r = http.post("/v1/embeddings", content=b"{nope", headers={"content-type": "x"})
         assert r.status_code == 400
+        # A lone surrogate is valid JSON but no text: a 400, never a 500.
+        lone = b'{"model": "all-MiniLM-L6-v2", "input": ["ok", "a\\ud800b"]}'
+        r = http.post("/v1/embeddings", content=lone, headers={"content-type": "application/json"})
+        assert r.status_code == 400 and "input[1]" in r.json()["error"]["message"]
 
 
 def test_a_long_input_is_the_weighted_mean_of_its_window_pieces(service: Service) -> None:

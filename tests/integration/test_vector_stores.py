@@ -164,6 +164,16 @@ def test_rewrite_query_is_refused_not_ignored(service: Service, store: dict[str,
     assert r.status_code == 200 and r.json()["search_query"] == ["parental leave"]
 
 
+def test_a_query_that_is_not_unicode_is_400(service: Service, store: dict[str, Any]) -> None:
+    with service.http() as http:
+        r = http.post(
+            f"/v1/vector_stores/{store['id']}/search",
+            content=b'{"query": "leave \\udc80 policy"}',
+            headers={"content-type": "application/json"},
+        )
+    assert r.status_code == 400 and r.json()["error"]["param"].startswith("query")
+
+
 def test_score_threshold(service: Service, store: dict[str, Any]) -> None:
     results = service.openai().vector_stores.search(
         vector_store_id=store["id"],

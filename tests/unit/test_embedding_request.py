@@ -73,6 +73,7 @@ def test_token_id_arrays_are_decoded(tok) -> None:  # type: ignore[no-untyped-de
         ({"model": "m", "input": ["x"] * 5}, InvalidRequestError, "input"),
         ({"model": "m", "input": ["word " * 30, "word " * 30]}, TooManyTokensError, "input"),
         ({"model": "m", "input": [[1, True]]}, InvalidRequestError, "input"),
+        ({"model": "m", "input": ["ok", "a\ud800b"]}, InvalidRequestError, "input"),
         ({"model": "m", "input": "word " * 300}, ContextLengthError, "input"),
     ],
 )

@@ -90,6 +90,17 @@ def model_not_found(model: str, served: Iterable[str]) -> ModelNotFoundError:
     )
 
 
+def check_unicode(text: str, *, param: str, where: str = "") -> None:
+    """JSON may carry lone surrogates (`"\\ud800"`); they are no text a tokenizer can read."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(
+            f"Invalid '{where or param}': not valid Unicode ({exc.reason} at position {exc.start})",
+            param=param,
+        ) from None
+
+
 def _is_id(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -129,6 +140,7 @@ def _texts(
                     f"Invalid 'input[{i}]': empty string; every input must be non-empty",
                     param="input",
                 )
+            check_unicode(text, param="input", where=f"input[{i}]")
         return list(raw), None
     if all(_is_id(x) for x in raw):
         raw = [raw]
