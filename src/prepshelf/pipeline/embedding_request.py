@@ -117,7 +117,7 @@ def _decode_ids(
             "(PREPSHELF_EMBEDDINGS_TOKEN_IDS=model: ids of the served model's vocabulary)",
             param="input",
         )
-    return str(tokenizer.decode(ids, skip_special_tokens=False))
+    return str(tokenizer.decode(ids))
 
 
 def _texts(

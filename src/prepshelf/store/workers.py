@@ -14,6 +14,7 @@ _FORGET_AFTER_S = 24 * 3600  # a process silent this long is gone (killed, host 
 class WorkerCounts:
     processes: int  # `prepshelf worker` processes with a recent heartbeat
     sub_workers: int  # procrastinate workers (one per queue per process) beating recently
+    sub_workers_declared: int  # how many those processes say they run
     queue_depth: int  # ingest jobs waiting for a worker
 
 
@@ -47,6 +48,8 @@ async def live_counts(
             """SELECT
                  (SELECT count(*) FROM worker_processes
                    WHERE heartbeat_at > now() - make_interval(secs => %(s)s)) AS processes,
+                 (SELECT coalesce(sum(sub_workers), 0) FROM worker_processes
+                   WHERE heartbeat_at > now() - make_interval(secs => %(s)s)) AS declared,
                  (SELECT count(*) FROM procrastinate_workers
                    WHERE last_heartbeat > now() - make_interval(secs => %(s)s)) AS sub_workers,
                  (SELECT count(*) FROM procrastinate_jobs
@@ -58,5 +61,6 @@ async def live_counts(
     return WorkerCounts(
         processes=int(row["processes"]),
         sub_workers=int(row["sub_workers"]),
+        sub_workers_declared=int(row["declared"]),
         queue_depth=int(row["queue_depth"]),
     )

@@ -33,8 +33,9 @@ async def readyz(request: Request) -> JSONResponse:
         "live_sub_workers": counts.sub_workers,
         "workers_counted": (
             f"live_workers: `prepshelf worker` processes with a heartbeat in the last "
-            f"{window:g} s; live_sub_workers: their queue consumers (ingest, batch, "
-            "maintenance: three per process)"
+            f"{window:g} s; live_sub_workers: their queue consumers beating in that time, one "
+            f"per queue (ingest, batch, maintenance), {counts.sub_workers_declared} declared "
+            "by the live processes"
         ),
         "queue_depth": counts.queue_depth,
         "query_model": request.app.state.query_embedder.status(),
