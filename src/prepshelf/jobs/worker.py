@@ -19,7 +19,7 @@ from pathlib import Path
 import procrastinate
 import psycopg
 
-from prepshelf.jobs import batch_embed, maintenance, prune_events
+from prepshelf.jobs import batch_embed, maintenance, prune_events, run_tasks
 from prepshelf.jobs.ingest import WorkerResources, run_ingest
 from prepshelf.jobs.queue import (
     BATCH_QUEUE,
@@ -29,6 +29,7 @@ from prepshelf.jobs.queue import (
     build_app,
 )
 from prepshelf.jobs.retry import RequeueStrategy
+from prepshelf.jobs.runs import RUNS_QUEUE
 from prepshelf.jobs.sweeper import sweep
 from prepshelf.metrics import instrument_embedder
 from prepshelf.pipeline.embed import LocalEmbedder, default_model_dir
@@ -56,6 +57,7 @@ def _register_tasks(app: procrastinate.App, res: WorkerResources) -> None:
     maintenance.register(app, res)
     prune_events.register(app, res)
     batch_embed.register(app, res)
+    run_tasks.register(app, res)
 
     @app.periodic(cron=f"* * * * * */{every}", periodic_id="sweep")
     @app.task(name="prepshelf.sweep", queue=MAINTENANCE_QUEUE, queueing_lock="prepshelf.sweep")
@@ -164,6 +166,7 @@ async def _run_sub_workers(
         for queue, concurrency in (
             (INGEST_QUEUE, ingest_concurrency),
             (BATCH_QUEUE, 1),
+            (RUNS_QUEUE, 1),  # source syncs and evaluation runs
             (MAINTENANCE_QUEUE, 1),
         )
     ]
