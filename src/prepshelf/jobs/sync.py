@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 
 _READ_BYTES = 1024 * 1024
 _LIVE = ("completed", "in_progress")  # versions that serve (or soon serve) search
+_PERMANENT_CODES = ("invalid_file", "unsupported_file")  # as the ingest job reports them
 
 
 @dataclass(frozen=True)
@@ -196,11 +197,19 @@ async def _plan(
             continue
         if dead is None and sha is not None:
             dead = next((v for v in have if v.sha256 == sha), None)
-        if dead is not None:  # the same bytes failed (or were cancelled) before: run again
+        if dead is not None and _permanent(dead):  # the same bytes would fail the same way
+            reason = (dead.last_error or {}).get("message") or dead.status
+            plan.failed.append(SyncEntry(entry.path, dead.file_id, f"unchanged since: {reason}"))
+        elif dead is not None:  # failed for a passing reason (or cancelled): run it again
             plan.retry.append((entry, dead, bool(live)))
         else:
             plan.to_copy.append((entry, bool(live)))
     return plan
+
+
+def _permanent(version: SyncedVersion) -> bool:
+    code = (version.last_error or {}).get("code")
+    return version.status == "failed" and code in _PERMANENT_CODES
 
 
 def _printable(path: str) -> str:
