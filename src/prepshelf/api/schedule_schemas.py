@@ -35,25 +35,17 @@ class EvalRunParams(_Body):
     )
 
 
-class _ScheduleFields(_Body):
+class ScheduleCreate(_Body):
     name: str | None = Field(None, max_length=256)
+    kind: Literal["source_sync", "eval_run"]
+    params: dict[str, Any] = Field(
+        description="source_sync: {vector_store_id, source, chunking_strategy?}; "
+        "eval_run: {eval_id, vector_store_id?}"
+    )
     cron: Cron
     timezone: TimeZone = "UTC"
     paused: bool = False
     metadata: Metadata | None = None
-
-
-class SourceSyncSchedule(_ScheduleFields):
-    kind: Literal["source_sync"]
-    params: SourceSyncParams
-
-
-class EvalRunSchedule(_ScheduleFields):
-    kind: Literal["eval_run"]
-    params: EvalRunParams
-
-
-ScheduleCreate = Annotated[SourceSyncSchedule | EvalRunSchedule, Field(discriminator="kind")]
 
 
 class ScheduleUpdate(_Body):
@@ -73,7 +65,7 @@ PARAMS_MODELS: dict[str, type[SourceSyncParams] | type[EvalRunParams]] = {
 
 
 def parse_params(kind: str, data: dict[str, Any]) -> SourceSyncParams | EvalRunParams:
-    """Validate an update's params against the schedule's kind (400 naming the field)."""
+    """Validate params against the schedule's kind (a 400 naming the field)."""
     try:
         return PARAMS_MODELS[kind].model_validate(data)
     except ValidationError as exc:

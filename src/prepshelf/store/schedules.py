@@ -117,7 +117,7 @@ async def update_schedule(
     """Write every field (the caller merged the change); a paused schedule stays unscheduled."""
     cur = await conn.execute(
         """UPDATE schedules SET name = %s, params = %s, cron = %s, timezone = %s,
-                  next_run_at = CASE WHEN paused_at IS NULL THEN %s END,
+                  next_run_at = CASE WHEN paused_at IS NULL THEN %s::timestamptz END,
                   metadata = %s, updated_at = clock_timestamp()
            WHERE id = %s RETURNING *""",
         [name, Jsonb(params), cron, timezone, next_run_at, Jsonb(metadata), schedule_id],
@@ -133,8 +133,8 @@ async def set_paused(
     """Pause (no due times until resumed) or resume from `next_run_at` (missed ones skipped)."""
     cur = await conn.execute(
         """UPDATE schedules SET
-                  paused_at = CASE WHEN %s THEN coalesce(paused_at, clock_timestamp()) END,
-                  next_run_at = CASE WHEN %s THEN NULL ELSE %s END,
+                  paused_at = CASE WHEN %s::boolean THEN coalesce(paused_at, clock_timestamp()) END,
+                  next_run_at = CASE WHEN %s THEN NULL ELSE %s::timestamptz END,
                   updated_at = clock_timestamp()
            WHERE id = %s RETURNING *""",
         [paused, paused, next_run_at, schedule_id],

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Query, Request
 
 from prepshelf.api.deps import ConnDep, PageDep, ProjectDep
 from prepshelf.api.idempotency import IdempotentRoute
@@ -75,10 +75,10 @@ def _first_due(request: Request, cron_expr: str, timezone: str) -> datetime:
 
 @router.post("")
 async def create_schedule(
-    body: Annotated[ScheduleCreate, Body()], request: Request, project: ProjectDep, conn: ConnDep
+    body: ScheduleCreate, request: Request, project: ProjectDep, conn: ConnDep
 ) -> dict[str, Any]:
     next_run_at = _first_due(request, body.cron, body.timezone)
-    params = await _params(conn, request, project, body.params)
+    params = await _params(conn, request, project, parse_params(body.kind, body.params))
     created = await schedules_db.insert_schedule(
         conn,
         schedule_id=new_schedule_id(),
