@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from support.corpus import CORPUS, needs_corpus
-from support.runs import ok, wait_job
+from support.runs import ok, run_cli, wait_job
 from support.service import Service
 
 pytestmark = needs_corpus
@@ -446,3 +446,67 @@ def test_another_project_sees_no_eval(service: Service, store: dict[str, Any]) -
             },
         )
         assert response.status_code == 404
+
+
+def _rows(stdout: str, header_start: str) -> list[dict[str, str]]:
+    """The tab-separated table that starts with `header_start` in plain CLI output."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
+    header = lines[start].split("\t")
+    rows = []
+    for line in lines[start + 1 :]:
+        cells = line.split("\t")
+        if len(cells) != len(header):
+            break
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def test_cli_eval_run_list_diff(service: Service, store: dict[str, Any], tmp_path: Any) -> None:
+    questions = tmp_path / "cli-questions.jsonl"
+    questions.write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS[2:5]))
+    args = (service.port, service.api_key)
+    first = run_cli(
+        *args,
+        "eval",
+        "run",
+        "cli eval",
+        "--questions",
+        str(questions),
+        "--store",
+        "eval corpus",
+        "--hybrid",
+        "--name",
+        "first",
+    )
+    assert first.returncode == 0, first.stderr + first.stdout
+    assert "created eval 'cli eval'" in first.stdout
+    table = {r["criterion"]: r for r in _rows(first.stdout, "run\t")}
+    assert set(table) == {"default", "hybrid"}
+    with service.http() as http:
+        evaluation = next(
+            e
+            for e in ok(http.get("/v1/evals", params={"limit": 100}))["data"]
+            if e["name"] == "cli eval"
+        )
+        (api_run,) = ok(http.get(f"/v1/evals/{evaluation['id']}/runs"))["data"]
+    for result in api_run["per_testing_criteria_results"]:
+        row = table[result["testing_criteria"]]
+        assert row["run"] == api_run["id"] and row["status"] == "completed"
+        for key, label in (("hit_at_1", "hit@1"), ("mrr", "MRR"), ("ndcg_at_10", "nDCG@10")):
+            assert row[label] == f"{result['metrics'][key]:.3f}"
+
+    second = run_cli(*args, "eval", "run", "cli eval", "--name", "second")
+    assert second.returncode == 0, second.stderr + second.stdout
+    listed = run_cli(*args, "eval", "list", "cli eval")
+    assert listed.returncode == 0 and {r["name"] for r in _rows(listed.stdout, "run\t")} == {
+        "first",
+        "second",
+    }
+    assert "cli eval" in run_cli(*args, "eval", "list").stdout
+    diff = run_cli(*args, "eval", "diff", "cli eval", "--all")
+    assert diff.returncode == 0, diff.stderr + diff.stdout  # nothing got worse
+    assert "0 worse" in diff.stdout and len(_rows(diff.stdout, "#\t")) == 6  # 3 questions x 2
+    missing = run_cli(*args, "eval", "run", "no such eval")
+    assert missing.returncode == 1 and "--questions" in missing.stderr
+    assert run_cli(*args, "schedules", "list").returncode == 0

@@ -36,3 +36,21 @@ def store_files(http: httpx.Client, store_id: str) -> list[dict[str, Any]]:
         if not page["has_more"]:
             return found
         params["after"] = page["last_id"]
+
+
+def run_cli(port: int, api_key: str, *args: str, timeout_s: float = 300) -> Any:
+    """`prepshelf ARGS…` as a user runs it against the service (plain output: not a TTY)."""
+    import subprocess
+    import sys
+
+    from support.service import base_env
+
+    env = base_env(PREPSHELF_URL=f"http://127.0.0.1:{port}", PREPSHELF_API_KEY=api_key)
+    return subprocess.run(
+        [sys.executable, "-m", "prepshelf", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
