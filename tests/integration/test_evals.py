@@ -245,6 +245,21 @@ def test_eval_run_matches_hand_computed_numbers(service: Service, store: dict[st
         latency = results["vector"]["latency_ms"]
         assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
 
+        # The official SDK reads the same objects.
+        sdk = service.openai()
+        got = sdk.evals.runs.retrieve(run["id"], eval_id=evaluation["id"])
+        assert got.status == "completed" and got.result_counts.total == 7
+        assert {r.testing_criteria: r.passed for r in got.per_testing_criteria_results} == {
+            "vector": 6,
+            "hybrid": 6,
+            "strict": 0,
+        }
+        sdk_items = sdk.evals.runs.output_items.list(
+            run["id"], eval_id=evaluation["id"], status="fail", limit=100
+        )
+        assert len(sdk_items.data) == 7 and sdk_items.data[0].object == "eval.run.output_item"
+        assert sdk.evals.retrieve(evaluation["id"]).name == "corpus questions"
+
         failed = ok(
             http.get(
                 f"/v1/evals/{evaluation['id']}/runs/{run['id']}/output_items",

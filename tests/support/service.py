@@ -114,9 +114,9 @@ class Service:
         while time.monotonic() < deadline:
             try:
                 body = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).json()
-                # Each worker process registers three sub-workers: ingest, batches and
-                # maintenance.
-                if body.get("live_workers", 0) >= 3 * min_workers:
+                # Each worker process registers four sub-workers: ingest, batches, runs
+                # (syncs and evals) and maintenance.
+                if body.get("live_workers", 0) >= 4 * min_workers:
                     return
             except (httpx.HTTPError, ValueError):
                 pass
