@@ -525,3 +525,98 @@ def test_cli_eval_run_list_diff(service: Service, store: dict[str, Any], tmp_pat
     missing = run_cli(*args, "eval", "run", "no such eval")
     assert missing.returncode == 1 and "--questions" in missing.stderr
     assert run_cli(*args, "schedules", "list").returncode == 0
+
+
+def test_hostile_inputs_are_4xx(service: Service, store: dict[str, Any]) -> None:
+    items = [{"question": "q", "expected_filenames": ["a"]}]
+    with service.http() as http:
+        evaluation = ok(
+            http.post(
+                "/v1/evals",
+                json={"data_source_config": {"type": "items", "items": items}},
+            )
+        )
+        base = f"/v1/evals/{evaluation['id']}"
+        schedule = {"kind": "eval_run", "cron": "@daily", "params": {"eval_id": evaluation["id"]}}
+        cases: list[tuple[str, str, Any]] = [
+            ("POST", "/v1/schedules", {**schedule, "cron": "0 3 * * *\x00"}),
+            ("POST", "/v1/schedules", {**schedule, "timezone": "UTC\x00"}),
+            ("POST", "/v1/schedules", {**schedule, "timezone": ""}),
+            ("POST", "/v1/schedules", {**schedule, "name": "nul\x00name"}),
+            ("POST", "/v1/schedules", {**schedule, "params": {"eval_id": "x\x00"}}),
+            ("POST", "/v1/schedules", {**schedule, "params": []}),
+            ("POST", "/v1/schedules", {**schedule, "params": {"eval_id": {"$gt": ""}}}),
+            (
+                "POST",
+                "/v1/schedules",
+                {
+                    "kind": "source_sync",
+                    "cron": "@daily",
+                    "params": {"vector_store_id": store["id"], "source": "/tmp\x00/x"},
+                },
+            ),
+            (
+                "POST",
+                "/v1/schedules",
+                {
+                    "kind": "source_sync",
+                    "cron": "@daily",
+                    "params": {
+                        "vector_store_id": store["id"],
+                        "source": "/tmp",
+                        "chunking_strategy": {
+                            "type": "static",
+                            "static": {"max_chunk_size_tokens": 9999},
+                        },
+                    },
+                },
+            ),
+            (
+                "POST",
+                "/v1/evals",
+                {"data_source_config": {"type": "items", "items": [{"item": 5}]}},
+            ),
+            ("POST", "/v1/evals", {"data_source_config": {"type": "items", "items": [[1]]}}),
+            (
+                "POST",
+                "/v1/evals",
+                {
+                    "data_source_config": {"type": "items", "items": items},
+                    "testing_criteria": [
+                        {"name": "x", "filters": {"type": "eq", "key": "k", "value": "\x00"}}
+                    ],
+                },
+            ),
+            (
+                "POST",
+                "/v1/evals",
+                {
+                    "data_source_config": {"type": "items", "items": items},
+                    "testing_criteria": [{"name": "bad name!"}],
+                },
+            ),
+            (
+                "POST",
+                f"{base}/runs",
+                {"data_source": {"type": "vector_store", "vector_store_id": "vs_x"}},
+            ),
+            ("GET", f"{base}/runs/evalrun_nope/diff?base_run_id=evalrun_other", None),
+            ("GET", f"{base}/runs/evalrun_nope/output_items/outputitem_x", None),
+            ("GET", f"{base}/runs?after=evalrun_unknown", None),
+            ("GET", "/v1/schedules?kind=nope", None),
+            ("POST", "/v1/schedules/sched_nope/run", None),
+            ("POST", "/v1/schedules/sched_nope", {"cron": "@hourly"}),
+        ]
+        for method, path, body in cases:
+            response = http.request(method, path, json=body)
+            assert 400 <= response.status_code < 500, (method, path, body, response.text)
+            assert response.json()["error"]["message"], response.text
+        # A finished run: cancel leaves it as it was; delete removes it and its items.
+        run = _run(
+            http,
+            evaluation["id"],
+            data_source={"type": "vector_store", "vector_store_id": store["id"]},
+        )
+        assert ok(http.post(f"{base}/runs/{run['id']}"))["status"] == "completed"
+        assert ok(http.delete(f"{base}/runs/{run['id']}"))["deleted"] is True
+        assert http.get(f"{base}/runs/{run['id']}").status_code == 404
