@@ -132,7 +132,8 @@ def _items(http: httpx.Client, eval_id: str, run_id: str) -> list[dict[str, Any]
 
 
 def _relevant(question: dict[str, Any], hit: dict[str, Any]) -> bool:
-    if hit["filename"] in question.get("expected_filenames", []):
+    names = question.get("expected_filenames", [])
+    if hit["filename"] in names or hit["attributes"].get("source") in names:
         return True
     want = question.get("expected_attributes") or {}
     return bool(want) and all(hit["attributes"].get(k) == v for k, v in want.items())

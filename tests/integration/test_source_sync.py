@@ -286,3 +286,100 @@ def test_sources_outside_the_allowed_roots_are_refused(service: Service, roots: 
             assert response.status_code == 400, (source, response.text)
             assert response.json()["error"]["param"] == "params.source"
         assert create(str(roots), "vs_missing").status_code == 404
+
+
+def test_an_eval_follows_a_synced_store_as_its_sources_change(
+    service: Service, roots: Path
+) -> None:
+    """The acceptance scenario in small: a kept-back eval set run against a store that a sync
+    keeps in step with a folder. Right answers are named by their path in the folder."""
+    folder = roots / "guides"
+    docs = {
+        "sea/tides.md": "Tide tables give the times of high and low water in each harbour.",
+        "land/orchard.md": "Apple trees in the orchard are pruned in winter and picked in autumn.",
+        "ice/glaciers.md": "Glaciers carve U-shaped valleys and leave moraines of rock behind.",
+    }
+    for rel, text in docs.items():
+        _write(folder, rel, text)
+    questions = [
+        {
+            "question": "When is high and low water in the harbour?",
+            "expected_filenames": ["sea/tides.md"],
+        },
+        {
+            "question": "When are apple trees pruned and picked?",
+            "expected_filenames": ["land/orchard.md"],
+        },
+        {"question": "How do glaciers shape valleys?", "expected_filenames": ["ice/glaciers.md"]},
+    ]
+    with service.http() as http:
+        store = ok(http.post("/v1/vector_stores", json={"name": "guides"}))
+        sync = ok(
+            http.post(
+                "/v1/schedules",
+                json={
+                    "kind": "source_sync",
+                    "cron": "0 1 * * *",
+                    "params": {"vector_store_id": store["id"], "source": str(folder)},
+                },
+            )
+        )
+        evaluation = ok(
+            http.post(
+                "/v1/evals",
+                json={
+                    "name": "guides",
+                    "data_source_config": {"type": "items", "items": questions},
+                    "vector_store_id": store["id"],
+                },
+            )
+        )
+        nightly = ok(
+            http.post(
+                "/v1/schedules",
+                json={
+                    "kind": "eval_run",
+                    "cron": "0 2 * * *",
+                    "params": {"eval_id": evaluation["id"]},
+                },
+            )
+        )
+
+        def night() -> dict[str, Any]:
+            _sync_now(http, sync["id"])
+            job = wait_job(http, ok(http.post(f"/v1/schedules/{nightly['id']}/run"))["id"])
+            assert job["status"] == "succeeded", job
+            return ok(http.get(f"/v1/evals/{evaluation['id']}/runs/{job['eval_run_id']}"))
+
+        def ranks(run: dict[str, Any]) -> list[int | None]:
+            items = ok(
+                http.get(
+                    f"/v1/evals/{evaluation['id']}/runs/{run['id']}/output_items",
+                    params={"limit": 100, "order": "asc"},
+                )
+            )["data"]
+            by_no = sorted(items, key=lambda i: i["datasource_item_id"])
+            return [i["results"][0]["rank"] for i in by_no]
+
+        first = night()
+        assert ranks(first) == [1, 1, 1]
+        assert first["per_testing_criteria_results"][0]["metrics"]["mrr"] == pytest.approx(1.0)
+
+        # The orchard guide leaves the folder; the next night the store and the figures follow.
+        (folder / "land" / "orchard.md").unlink()
+        second = night()
+        assert set(_live(http, store["id"])) == {"sea/tides.md", "ice/glaciers.md"}
+        assert second["changes"]["store"] is True and second["store"]["files"] == 2
+        assert ranks(second) == [1, None, 1]
+        metrics = second["per_testing_criteria_results"][0]["metrics"]
+        assert metrics["hit_at_1"] == pytest.approx(2 / 3) and metrics["mrr"] == pytest.approx(
+            2 / 3
+        )
+        diff = ok(http.get(f"/v1/evals/{evaluation['id']}/runs/{second['id']}/diff"))
+        worst = diff["data"][0]
+        assert (worst["datasource_item_id"], worst["change"]) == (1, "worse")
+
+        # Nothing changes: the store is the same, and so are the figures.
+        third = night()
+        assert third["changes"] == {"store": False, "settings": False}
+        assert ranks(third) == [1, None, 1]

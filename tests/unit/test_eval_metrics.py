@@ -97,6 +97,8 @@ def test_right_answers_by_filename_or_attributes() -> None:
         expected_attributes=({"source": "docs/b.md", "rev": 2},),
     )
     assert q.is_relevant("a.md", {})
+    assert q.is_relevant("other.md", {"source": "a.md"})  # a synced file's path
+    assert not q.is_relevant("other.md", {"source": 1})
     assert q.is_relevant("other", {"source": "docs/b.md", "rev": 2.0, "extra": 1})
     assert not q.is_relevant("other", {"source": "docs/b.md"})  # every key must hold
     assert not q.is_relevant("other", {"source": "docs/b.md", "rev": "2"})

@@ -14,7 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from psycopg import AsyncConnection
 
 from prepshelf.pipeline.eval_diff import METRICS
-from prepshelf.store import evals as evals_db
+from prepshelf.store import eval_runs as eval_runs_db
 
 _QUANTILES = {"p50": "0.5", "p90": "0.9", "p99": "0.99"}
 
@@ -36,7 +36,7 @@ async def eval_families(conn: AsyncConnection[Any], *, limit: int) -> list[Gauge
         "When each eval's latest run completed (Unix seconds): alert when it gets old",
         labels=["eval_id"],
     )
-    for run in await evals_db.latest_scores(conn, limit=limit):
+    for run in await eval_runs_db.latest_scores(conn, limit=limit):
         if run.completed_at is not None:
             completed.add_metric([run.eval_id], run.completed_at.timestamp())
         for criterion in run.per_testing_criteria_results or []:

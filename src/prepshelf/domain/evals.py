@@ -23,8 +23,9 @@ DEPTH = 10
 
 @dataclass(frozen=True)
 class Question:
-    """One question of an eval set. A retrieved file is a right answer when its filename is
-    one of `expected_filenames`, or when its attributes hold every key/value of one of
+    """One question of an eval set. A retrieved file is a right answer when its filename, or
+    its `source` attribute (the path a sync or `prepshelf ingest` recorded), is one of
+    `expected_filenames`, or when its attributes hold every key/value of one of
     `expected_attributes`."""
 
     item_no: int
@@ -34,9 +35,12 @@ class Question:
     ref: str | None = None  # the set's own id for the question, when it gave one
 
     def is_relevant(self, filename: str | None, attributes: dict[str, Any] | None) -> bool:
-        if filename is not None and filename in self.expected_filenames:
-            return True
         attrs = attributes or {}
+        source = attrs.get("source")
+        if filename in self.expected_filenames or (
+            isinstance(source, str) and source in self.expected_filenames
+        ):
+            return True
         return any(
             all(k in attrs and _same(attrs[k], v) for k, v in want.items())
             for want in self.expected_attributes

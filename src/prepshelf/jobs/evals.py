@@ -34,6 +34,7 @@ from prepshelf.pipeline.eval_metrics import (
     summarize,
 )
 from prepshelf.settings import Settings
+from prepshelf.store import eval_runs as eval_runs_db
 from prepshelf.store import evals as evals_db
 from prepshelf.store import hybrid as hybrid_db
 from prepshelf.store import runs as runs_db
@@ -91,7 +92,7 @@ async def run_eval(ctx: RunContext) -> None:
         eval_id = job.params.get("eval_id")
         raise RunFailed(f"eval {eval_id} no longer exists, or names no vector store to search")
     async with res.pool.connection() as conn:
-        run = await evals_db.get_run(conn, run_id=job.eval_run_id)
+        run = await eval_runs_db.get_run(conn, run_id=job.eval_run_id)
         if run is None:
             raise RunFailed(f"eval run {job.eval_run_id} was deleted")
         store = await stores_db.get_store(
@@ -103,11 +104,11 @@ async def run_eval(ctx: RunContext) -> None:
             raise RunFailed(f"vector store {store['id']} has expired")
         questions = await evals_db.questions(conn, eval_id=run.eval_id)
         files, fingerprint = await evals_db.store_snapshot(conn, store_id=store["id"])
-        done = await evals_db.done_items(conn, run_id=run.id)
+        done = await eval_runs_db.done_items(conn, run_id=run.id)
     settings = resolve(run.testing_criteria, res.settings)
     embedder = f"{res.settings.embedder}:{res.settings.local_backend}"
     async with res.pool.connection() as conn:
-        await evals_db.start_run(
+        await eval_runs_db.start_run(
             conn,
             run_id=run.id,
             embedding_model=store["embedding_model"],
@@ -124,7 +125,7 @@ async def run_eval(ctx: RunContext) -> None:
         items = [await _item(ctx, store, settings, q) for q in chunk]
         finished += len(chunk)
         async with res.pool.connection() as conn, conn.transaction():
-            await evals_db.insert_items(conn, run_id=run.id, items=items)
+            await eval_runs_db.insert_items(conn, run_id=run.id, items=items)
             await ctx.progress(finished)
     await _complete(ctx, run, settings)
 
@@ -238,10 +239,10 @@ def score_of(result: dict[str, Any]) -> QuestionScore | None:
 async def _complete(ctx: RunContext, run: EvalRun, settings: list[_Setting]) -> None:
     res = ctx.res
     async with res.pool.connection() as conn:
-        items = await evals_db.all_items(conn, run_id=run.id)
-        fresh = await evals_db.get_run(conn, run_id=run.id)
+        items = await eval_runs_db.all_items(conn, run_id=run.id)
+        fresh = await eval_runs_db.get_run(conn, run_id=run.id)
         assert fresh is not None
-        before = await evals_db.previous_completed_run(
+        before = await eval_runs_db.previous_completed_run(
             conn, eval_id=run.eval_id, before=run.created_at, run_id=run.id
         )
     summaries = []
@@ -267,7 +268,7 @@ async def _complete(ctx: RunContext, run: EvalRun, settings: list[_Setting]) -> 
         before is not None and before.settings_fingerprint != fresh.settings_fingerprint
     )
     async with res.pool.connection() as conn, conn.transaction():
-        await evals_db.complete_run(
+        await eval_runs_db.complete_run(
             conn,
             run_id=run.id,
             result_counts=counts,

@@ -31,6 +31,7 @@ from prepshelf.domain.schedules import EvalRunParams, SyncParams
 from prepshelf.errors import FileProcessingError
 from prepshelf.ids import new_eval_run_id, new_job_id
 from prepshelf.jobs.retry import RequeueJob, backoff_delay
+from prepshelf.store import eval_runs as eval_runs_db
 from prepshelf.store import evals as evals_db
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store import runs as runs_db
@@ -82,7 +83,7 @@ async def start_run(
         if evaluation is not None and store_id is not None:
             # Without an eval (deleted meanwhile) or a store, the job fails with the reason.
             eval_run_id = new_eval_run_id()
-            await evals_db.insert_run(
+            await eval_runs_db.insert_run(
                 conn,
                 run_id=eval_run_id,
                 evaluation=evaluation,

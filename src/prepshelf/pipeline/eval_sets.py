@@ -1,6 +1,7 @@
 """Read an eval set: questions and their right answers, from JSONL or CSV bytes.
 
-JSONL: one object per line, bare or wrapped as OpenAI's eval items (`{"item": {...}}`):
+JSONL: one object per line, bare or wrapped as OpenAI's eval items (`{"item": {...}}`);
+`expected_filenames` match a file's name or its `source` attribute (a synced file's path):
 
     {"question": "Who wrote the essay?", "expected_filenames": ["ideas-page.html"]}
     {"question": "…", "expected_attributes": {"source": "handbook/leave.md"}, "id": "q7"}

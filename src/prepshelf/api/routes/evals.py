@@ -31,6 +31,7 @@ from prepshelf.jobs.cancel import cancel_jobs
 from prepshelf.jobs.runs import start_run
 from prepshelf.pipeline.eval_diff import diff_items, metric_deltas
 from prepshelf.pipeline.eval_sets import parse_eval_set, question_from
+from prepshelf.store import eval_runs as eval_runs_db
 from prepshelf.store import evals as evals_db
 from prepshelf.store import files as files_db
 from prepshelf.store import schedules as schedules_db
@@ -174,7 +175,7 @@ async def delete_eval(
 ) -> dict[str, Any]:
     """Delete the eval with its runs and output items, and the schedules that run it."""
     await checked_eval(conn, project, eval_id, param="eval_id")
-    runs, _ = await evals_db.list_runs(
+    runs, _ = await eval_runs_db.list_runs(
         conn, eval_id=eval_id, page=PageRequest(limit=1000), status_in=list(_ACTIVE)
     )
     await cancel_jobs(request.app.state.queue, conn, [r.job_id for r in runs if r.job_id])
@@ -189,7 +190,7 @@ async def delete_eval(
 
 async def _run(conn: Any, project: str, eval_id: str, run_id: str) -> EvalRun:
     await checked_eval(conn, project, eval_id, param="eval_id")
-    found = await evals_db.get_run(conn, run_id=run_id, eval_id=eval_id)
+    found = await eval_runs_db.get_run(conn, run_id=run_id, eval_id=eval_id)
     if found is None:
         raise NotFoundError(f"No such run of eval {eval_id}: {run_id}", param="run_id")
     return found
@@ -227,7 +228,7 @@ async def list_runs(
     eval_id: str, project: ProjectDep, conn: ConnDep, page: PageDep
 ) -> dict[str, Any]:
     await checked_eval(conn, project, eval_id, param="eval_id")
-    found, has_more = await evals_db.list_runs(conn, eval_id=eval_id, page=page)
+    found, has_more = await eval_runs_db.list_runs(conn, eval_id=eval_id, page=page)
     return list_object([run_object(r) for r in found], has_more)
 
 
@@ -256,7 +257,7 @@ async def delete_run(
     found = await _run(conn, project, eval_id, run_id)
     if found.job_id and found.job_status in _ACTIVE:
         await cancel_jobs(request.app.state.queue, conn, [found.job_id])
-    await evals_db.delete_run(conn, eval_id=eval_id, run_id=run_id)
+    await eval_runs_db.delete_run(conn, eval_id=eval_id, run_id=run_id)
     return {"object": "eval.run.deleted", "deleted": True, "run_id": run_id}
 
 
@@ -270,7 +271,7 @@ async def list_output_items(
     status: Annotated[Literal["pass", "fail", "error"] | None, Query()] = None,
 ) -> dict[str, Any]:
     await _run(conn, project, eval_id, run_id)
-    found, has_more = await evals_db.list_items(conn, run_id=run_id, page=page, status=status)
+    found, has_more = await eval_runs_db.list_items(conn, run_id=run_id, page=page, status=status)
     return list_object([output_item_object(i) for i in found], has_more)
 
 
@@ -279,7 +280,7 @@ async def retrieve_output_item(
     eval_id: str, run_id: str, output_item_id: str, project: ProjectDep, conn: ConnDep
 ) -> dict[str, Any]:
     await _run(conn, project, eval_id, run_id)
-    found = await evals_db.get_item(conn, run_id=run_id, item_id=output_item_id)
+    found = await eval_runs_db.get_item(conn, run_id=run_id, item_id=output_item_id)
     if found is None:
         raise NotFoundError(f"No such output item: {output_item_id}", param="output_item_id")
     return output_item_object(found)
@@ -298,7 +299,7 @@ async def diff_runs(
     if base_run_id is not None:
         base: EvalRun | None = await _run(conn, project, eval_id, base_run_id)
     else:
-        base = await evals_db.previous_completed_run(
+        base = await eval_runs_db.previous_completed_run(
             conn, eval_id=eval_id, before=run.created_at, run_id=run.id
         )
     if base is None:
@@ -307,8 +308,8 @@ async def diff_runs(
             param="base_run_id",
         )
     changes = diff_items(
-        await evals_db.all_items(conn, run_id=base.id),
-        await evals_db.all_items(conn, run_id=run.id),
+        await eval_runs_db.all_items(conn, run_id=base.id),
+        await eval_runs_db.all_items(conn, run_id=run.id),
     )
     counts = {k: sum(1 for c in changes if c.change == k) for k in ("worse", "better", "same")}
     return {
