@@ -24,6 +24,7 @@ import pytest
 from support.corpus import CORPUS, needs_corpus
 from support.runs import ok, run_cli, wait_job
 from support.service import Service
+from support.sse import events
 
 pytestmark = needs_corpus
 
@@ -246,6 +247,12 @@ def test_eval_run_matches_hand_computed_numbers(service: Service, store: dict[st
         latency = results["vector"]["latency_ms"]
         assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"]
 
+        # The run is an ordinary job: its events tell its life, and the stream ends with it.
+        with http.stream("GET", f"/v1/jobs/{run['job_id']}/events", timeout=30) as stream:
+            kinds = [f.event for f in events(stream)]
+        assert kinds[0] == "job.created" and kinds[-1] == "job.succeeded", kinds
+        assert "job.stage" in kinds or "job.running" in kinds
+
         # The official SDK reads the same objects.
         sdk = service.openai()
         got = sdk.evals.runs.retrieve(run["id"], eval_id=evaluation["id"])
@@ -430,6 +437,16 @@ def test_another_project_sees_no_eval(service: Service, store: dict[str, Any]) -
             )
         )
         run = _run(http, evaluation["id"])
+        schedule = ok(
+            http.post(
+                "/v1/schedules",
+                json={
+                    "kind": "eval_run",
+                    "cron": "@daily",
+                    "params": {"eval_id": evaluation["id"]},
+                },
+            )
+        )
         project = ok(http.post("/v1/admin/projects", json={"name": "other-team"}))
         key = ok(http.post("/v1/admin/keys", json={"project_id": project["id"]}))["value"]
     other = httpx.Client(
@@ -450,6 +467,24 @@ def test_another_project_sees_no_eval(service: Service, store: dict[str, Any]) -
             response = other.request(method, path, json={} if method == "POST" else None)
             assert response.status_code == 404, (method, path, response.text)
         assert ok(other.get("/v1/evals"))["data"] == []
+        for method, path in [
+            ("GET", f"/v1/schedules/{schedule['id']}"),
+            ("POST", f"/v1/schedules/{schedule['id']}"),
+            ("POST", f"/v1/schedules/{schedule['id']}/pause"),
+            ("POST", f"/v1/schedules/{schedule['id']}/resume"),
+            ("POST", f"/v1/schedules/{schedule['id']}/run"),
+            ("GET", f"/v1/schedules/{schedule['id']}/runs"),
+            ("DELETE", f"/v1/schedules/{schedule['id']}"),
+        ]:
+            response = other.request(method, path, json={} if method == "POST" else None)
+            assert response.status_code == 404, (method, path, response.text)
+        assert ok(other.get("/v1/schedules"))["data"] == []
+        # Nor schedule a run of the first project's eval.
+        response = other.post(
+            "/v1/schedules",
+            json={"kind": "eval_run", "cron": "@daily", "params": {"eval_id": evaluation["id"]}},
+        )
+        assert response.status_code == 404
         # Nor can it point its own eval at the first project's store.
         response = other.post(
             "/v1/evals",
