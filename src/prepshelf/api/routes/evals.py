@@ -198,8 +198,13 @@ async def _run(conn: Any, project: str, eval_id: str, run_id: str) -> EvalRun:
 
 @router.post("/{eval_id}/runs")
 async def create_run(
-    eval_id: str, body: RunCreate, request: Request, project: ProjectDep, conn: ConnDep
+    eval_id: str,
+    request: Request,
+    project: ProjectDep,
+    conn: ConnDep,
+    body: RunCreate | None = None,
 ) -> dict[str, Any]:
+    body = body or RunCreate.model_validate({})  # no body: a run of the eval's own store
     evaluation = await checked_eval(conn, project, eval_id, param="eval_id")
     store_id = body.data_source.vector_store_id if body.data_source else None
     store_id = store_id or evaluation.vector_store_id
