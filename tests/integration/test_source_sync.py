@@ -217,6 +217,16 @@ def test_folder_sync_follows_adds_changes_and_deletes(service: Service, roots: P
         assert len(runs) == 3 and {r["kind"] for r in runs} == {"source_sync"}
         assert all(r["scheduled_for"] is None for r in runs)  # started by hand
 
+        # The folder empties (an unmounted share looks the same): the run fails, the store
+        # keeps its files.
+        for path in sorted(folder.rglob("*"), reverse=True):
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+        job = wait_job(http, ok(http.post(f"/v1/schedules/{schedule['id']}/run"))["id"])
+        assert job["status"] == "failed" and "refusing" in job["error"]["message"]
+        assert job["error"]["stage"] == "listing"
+        assert set(_live(http, store["id"])) == {"b.md", "sub/c.txt", "d.txt", "broken.pdf"}
+
 
 def test_s3_prefix_sync(service: Service, moto: MotoServer) -> None:
     s3 = moto.client()

@@ -5,7 +5,9 @@ One run goes through three stages:
 - listing: list the source and the store's files of this source; decide per path. A path
   whose stored version has the same change stamp (size + mtime, or ETag) is unchanged and
   not even read; a path whose stamp changed is hashed, and is unchanged when its digest is
-  the stored one; anything else is new or changed.
+  the stored one; anything else is new or changed. A file that failed for good (invalid,
+  unsupported) is not run again while its bytes stay the same. A source that lists nothing
+  while the store holds files of it fails the run (an unmounted share looks empty).
 - copying: copy new and changed files into blob storage (one streamed read each). Then one
   transaction writes the file rows, a file batch with their store files and ingest jobs (the
   attach path of the API), detaches removed paths, and writes the plan into the job's result.
@@ -101,6 +103,13 @@ async def run_sync(ctx: RunContext) -> None:
     async with res.pool.connection() as conn:
         versions = await syncs_db.synced_versions(
             conn, store_id=params.vector_store_id, source_uri=reader.uri
+        )
+    if not entries and versions:
+        # An unmounted share or an emptied bucket looks like an empty folder: never let that
+        # wipe the store. Files can be taken out on purpose through the API.
+        raise RunFailed(
+            f"the source lists no file while the store holds {len(versions)} of it; "
+            "refusing to remove them all (is the source mounted?)"
         )
     plan = await _plan(ctx, reader, entries, versions)
     await ctx.enter("copying", total=len(plan.to_copy), unit="files")
