@@ -46,10 +46,12 @@ BEGIN
     FROM pg_constraint c,
          regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''', 'g') AS m
     WHERE c.conrelid = 'jobs'::regclass AND c.conname = 'jobs_stage_check';
-    SELECT array_agg(DISTINCT s ORDER BY s) INTO allowed
-    FROM unnest(allowed || ARRAY['listing', 'copying', 'ingesting', 'searching']) AS s;
     ALTER TABLE jobs DROP CONSTRAINT IF EXISTS jobs_stage_check;
-    EXECUTE format('ALTER TABLE jobs ADD CONSTRAINT jobs_stage_check CHECK (stage = ANY (%L))',
-                   allowed);
+    -- Written as IN ('a', 'b', ...), which PostgreSQL keeps as ARRAY['a'::text, ...]: the
+    -- same form as before, so a later migration can extend it the same way.
+    EXECUTE format(
+        'ALTER TABLE jobs ADD CONSTRAINT jobs_stage_check CHECK (stage IN (%s))',
+        (SELECT string_agg(DISTINCT quote_literal(s), ', ')
+         FROM unnest(allowed || ARRAY['listing', 'copying', 'ingesting', 'searching']) AS s));
 END
 $$;
