@@ -40,7 +40,9 @@ def svc(
         service.stop()
 
 
-def test_an_eval_run_resumes_after_its_worker_is_killed(svc: Service) -> None:
+@pytest.fixture(scope="module")
+def big_eval(svc: Service) -> dict[str, str]:
+    """An eval of many questions over a one-file store (each question finds it first)."""
     with svc.http() as http:
         store = ok(http.post("/v1/vector_stores", json={"name": "kill"}))
         file_id = ok(
@@ -67,6 +69,33 @@ def test_an_eval_run_resumes_after_its_worker_is_killed(svc: Service) -> None:
                 },
             )
         )
+    return {"store_id": store["id"], "eval_id": evaluation["id"]}
+
+
+def test_cancelling_an_eval_run_stops_it_at_a_checkpoint(
+    svc: Service, big_eval: dict[str, str]
+) -> None:
+    base = f"/v1/evals/{big_eval['eval_id']}/runs"
+    with svc.http() as http:
+        run = ok(http.post(base))
+        wait_job(svc, run["job_id"], until=lambda j: j["progress_done"] >= 25, timeout_s=300)
+        ok(http.post(f"{base}/{run['id']}"))  # OpenAI's cancel
+        final = wait_job(svc, run["job_id"], timeout_s=300)
+        assert final["status"] == "cancelled", final
+        assert ok(http.get(f"{base}/{run['id']}"))["status"] == "canceled"
+        with svc.db() as db:
+            written = db.execute(
+                "SELECT count(*) AS n FROM eval_run_items WHERE run_id = %s", [run["id"]]
+            ).fetchone()
+        assert written is not None and 0 < written["n"] < QUESTIONS
+        assert written["n"] == final["progress_done"]  # items and progress move together
+
+
+def test_an_eval_run_resumes_after_its_worker_is_killed(
+    svc: Service, big_eval: dict[str, str]
+) -> None:
+    evaluation = {"id": big_eval["eval_id"]}
+    with svc.http() as http:
         run = ok(http.post(f"/v1/evals/{evaluation['id']}/runs", json={}))
         busy = wait_job(
             svc,

@@ -26,7 +26,7 @@ import psycopg
 from prepshelf.domain.evals import EvalRun, Question, TestingCriterion
 from prepshelf.errors import InvalidRequestError
 from prepshelf.ids import new_output_item_id
-from prepshelf.jobs.runs import RunContext, RunFailed
+from prepshelf.jobs.runs import RunCancelled, RunContext, RunFailed
 from prepshelf.pipeline.eval_metrics import (
     QuestionScore,
     rank_files,
@@ -124,9 +124,12 @@ async def run_eval(ctx: RunContext) -> None:
         chunk = pending[start : start + CHECKPOINT]
         items = [await _item(ctx, store, settings, q) for q in chunk]
         finished += len(chunk)
+        # The checkpoint: the items and the job's progress in one transaction.
         async with res.pool.connection() as conn, conn.transaction():
             await eval_runs_db.insert_items(conn, run_id=run.id, items=items)
-            await ctx.progress(finished)
+            cancel = await runs_db.set_progress(conn, job_id=ctx.job.id, done=finished)
+        if cancel:
+            raise RunCancelled()
     await _complete(ctx, run, settings)
 
 
