@@ -12,6 +12,7 @@ from pathlib import Path
 
 from prepshelf import local_server, logs
 from prepshelf.client.commands import add_client_commands
+from prepshelf.client.eval_commands import add_eval_commands
 from prepshelf.keys_cli import add_keys_command, exposure_error
 from prepshelf.settings import Settings
 
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--data-dir", type=Path, help="data directory (blobs) [PREPSHELF_DATA_DIR]")
     worker.set_defaults(func=cmd_worker)
     add_client_commands(sub)
+    add_eval_commands(sub)
     add_keys_command(sub)
     return parser
 

@@ -204,6 +204,48 @@ class Settings(BaseSettings):
         description="The API loads its query model in the background right after start, so "
         "the first search is as fast as the next; false = on the first search",
     )
+    # --- schedules, source syncs and evaluation runs ---
+    schedule_scan_interval_s: int = Field(
+        default=10,
+        ge=1,
+        le=59,
+        description="How often the workers look for due schedules (seconds, 1..59): the "
+        "longest a run starts after its due time",
+    )
+    schedule_min_interval_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        description="Shortest time between two due times a schedule's cron may ask for",
+    )
+    sync_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated folders and s3://bucket/prefix URLs that source syncs may "
+        "read, each with everything below it; empty = syncs refused",
+    )
+    sync_max_files: int = Field(
+        default=100_000, gt=0, description="Files one source sync may list; more fails the run"
+    )
+    run_poll_interval_s: float = Field(
+        default=2.0,
+        ge=1.0,
+        description="How often a sync that waits for its files' ingest jobs looks at them",
+    )
+    eval_max_questions: int = Field(
+        default=10_000, gt=0, description="Questions one eval set may hold"
+    )
+    eval_metrics_max_evals: int = Field(
+        default=100,
+        ge=0,
+        description="/metrics exports the latest scores of at most this many evals "
+        "(the most recently run)",
+    )
+
+    @field_validator("sync_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [r.strip() for r in value.split(",") if r.strip()]
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -20,10 +20,12 @@ from prepshelf.api.routes import admin as admin_routes
 from prepshelf.api.routes import audit as audit_routes
 from prepshelf.api.routes import batches as batches_routes
 from prepshelf.api.routes import embeddings as embeddings_routes
+from prepshelf.api.routes import evals as evals_routes
 from prepshelf.api.routes import events as events_routes
 from prepshelf.api.routes import file_batches, files, health, jobs, store_files, vector_stores
 from prepshelf.api.routes import metrics as metrics_routes
 from prepshelf.api.routes import models as models_routes
+from prepshelf.api.routes import schedules as schedules_routes
 from prepshelf.jobs.queue import build_app
 from prepshelf.pipeline.embed import default_model_dir
 from prepshelf.pipeline.embedders import build_embedder, embedder_model_info
@@ -91,5 +93,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(metrics_routes.router)
     app.include_router(audit_routes.router)
     app.include_router(models_routes.router)
+    app.include_router(schedules_routes.router)
+    app.include_router(evals_routes.router)
     observe.install(app)  # log context, request latency, audit rows after the response
     return app

@@ -19,7 +19,7 @@ from pathlib import Path
 import procrastinate
 import psycopg
 
-from prepshelf.jobs import batch_embed, maintenance, prune_events
+from prepshelf.jobs import batch_embed, maintenance, prune_events, run_tasks
 from prepshelf.jobs.ingest import WorkerResources, run_ingest
 from prepshelf.jobs.process_heartbeat import process_heartbeat
 from prepshelf.jobs.queue import (
@@ -30,6 +30,7 @@ from prepshelf.jobs.queue import (
     build_app,
 )
 from prepshelf.jobs.retry import RequeueStrategy
+from prepshelf.jobs.runs import RUNS_QUEUE
 from prepshelf.jobs.sweeper import sweep
 from prepshelf.metrics import instrument_embedder
 from prepshelf.pipeline.embed import LocalEmbedder, default_model_dir
@@ -43,7 +44,7 @@ from prepshelf.store.db import open_pool, wait_for_database_async
 log = logging.getLogger(__name__)
 
 # One procrastinate sub-worker per queue in each worker process.
-SUB_WORKER_QUEUES = (INGEST_QUEUE, BATCH_QUEUE, MAINTENANCE_QUEUE)
+SUB_WORKER_QUEUES = (INGEST_QUEUE, BATCH_QUEUE, RUNS_QUEUE, MAINTENANCE_QUEUE)
 _DB_WAIT_S = 300.0  # how long a worker waits for a lost database before giving up
 _MAX_QUICK_RESTARTS = 10
 
@@ -59,6 +60,7 @@ def _register_tasks(app: procrastinate.App, res: WorkerResources) -> None:
     maintenance.register(app, res)
     prune_events.register(app, res)
     batch_embed.register(app, res)
+    run_tasks.register(app, res)
 
     @app.periodic(cron=f"* * * * * */{every}", periodic_id="sweep")
     @app.task(name="prepshelf.sweep", queue=MAINTENANCE_QUEUE, queueing_lock="prepshelf.sweep")
