@@ -10,8 +10,9 @@ import secrets
 import sys
 from pathlib import Path
 
-from prepshelf import logs
+from prepshelf import local_server, logs
 from prepshelf.client.commands import add_client_commands
+from prepshelf.client.eval_commands import add_eval_commands
 from prepshelf.keys_cli import add_keys_command, exposure_error
 from prepshelf.settings import Settings
 
@@ -88,13 +89,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
             PREPSHELF_HOST=settings.host,
             PREPSHELF_PORT=str(settings.port),
         )
+        listen_url = local_server.client_url(settings.host, settings.port)
+        local_server.write(settings.data_dir, url=listen_url, pid=os.getpid())
         print(
-            f"prepshelf serving on http://{settings.host}:{settings.port}/v1 "
-            f"with {settings.workers} worker(s); data in {settings.data_dir}",
+            f"prepshelf serving on {listen_url}/v1 with {settings.workers} worker(s); "
+            f"data in {settings.data_dir}",
+            flush=True,
+        )
+        print(
+            f"client commands find it with --data-dir {settings.data_dir} (or "
+            "PREPSHELF_DATA_DIR): URL from server.json, key from api_key",
             flush=True,
         )
         return Supervisor(env, settings.workers).run()
     finally:
+        local_server.remove(settings.data_dir, pid=os.getpid())
         if embedded is not None:
             embedded.stop()
 
@@ -162,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--data-dir", type=Path, help="data directory (blobs) [PREPSHELF_DATA_DIR]")
     worker.set_defaults(func=cmd_worker)
     add_client_commands(sub)
+    add_eval_commands(sub)
     add_keys_command(sub)
     return parser
 

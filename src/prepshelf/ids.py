@@ -1,4 +1,5 @@
-"""Object ids in OpenAI's shapes: `file-…`, `vs_…`, `vsfb_…`, plus our `job_…`."""
+"""Object ids in OpenAI's shapes: `file-…`, `vs_…`, `vsfb_…`, `eval_…`, `evalrun_…`, plus our
+`job_…` and `sched_…`."""
 
 from __future__ import annotations
 
@@ -26,3 +27,19 @@ def new_batch_id() -> str:
 
 def new_job_id() -> str:
     return f"job_{_random()}"
+
+
+def new_schedule_id() -> str:
+    return f"sched_{_random()}"
+
+
+def new_eval_id() -> str:
+    return f"eval_{_random()}"
+
+
+def new_eval_run_id() -> str:
+    return f"evalrun_{_random()}"
+
+
+def new_output_item_id() -> str:
+    return f"outputitem_{_random()}"

@@ -1,8 +1,11 @@
 """`prepshelf keys create|list|revoke`: manage API keys straight in the database.
 
 The database is PREPSHELF_DATABASE_URL, or else the embedded server of the data dir (joined
-if `prepshelf serve` is running, started for the command otherwise). A running API notices a
-revoked key within `key_cache_ttl_s` seconds.
+if `prepshelf serve` is running, started for the command otherwise). A data dir that holds no
+database is an error: the command never creates one it was not pointed at. `list` also shows
+the keys the server takes from its configuration (the key `serve` generated into
+<data_dir>/api_key, PREPSHELF_API_KEYS). A running API notices a revoked key within
+`key_cache_ttl_s` seconds.
 """
 
 from __future__ import annotations
@@ -18,17 +21,21 @@ from typing import Any
 
 from prepshelf.settings import Settings
 
-Work = Callable[[Any, argparse.Namespace], Coroutine[Any, Any, int]]
+Work = Callable[[Any, argparse.Namespace, Settings], Coroutine[Any, Any, int]]
+CONFIG_PROJECT = "default"  # the project PREPSHELF_API_KEYS and the generated key belong to
+
+
+class NoDatabaseError(Exception):
+    """The data dir holds no embedded database and no PREPSHELF_DATABASE_URL is set."""
 
 
 def add_keys_command(sub: Any) -> None:
     keys = sub.add_parser("keys", help="create, list or revoke API keys (talks to the database)")
-    keys.add_argument(
-        "--data-dir",
-        type=Path,
-        help="data dir of the embedded database when PREPSHELF_DATABASE_URL is unset "
-        "[PREPSHELF_DATA_DIR]",
+    data_dir_help = (
+        "data dir of `prepshelf serve` (its embedded database; never created here) when "
+        "PREPSHELF_DATABASE_URL is unset [PREPSHELF_DATA_DIR]"
     )
+    keys.add_argument("--data-dir", type=Path, help=data_dir_help)
     actions = keys.add_subparsers(dest="keys_command", required=True)
 
     create = actions.add_parser("create", help="create a key (shown once) for a project")
@@ -46,6 +53,8 @@ def add_keys_command(sub: Any) -> None:
     revoke = actions.add_parser("revoke", help="revoke a key by its id (key_…)")
     revoke.add_argument("key_id")
     revoke.set_defaults(func=_command(_revoke))
+    for action in (create, listing, revoke):  # also after the action: `keys list --data-dir D`
+        action.add_argument("--data-dir", type=Path, default=argparse.SUPPRESS, help=data_dir_help)
 
 
 @contextmanager
@@ -53,6 +62,12 @@ def database_url(settings: Settings) -> Iterator[str]:
     if settings.database_url:
         yield settings.database_url
         return
+    if not (settings.pg_dir / "PG_VERSION").exists():
+        raise NoDatabaseError(
+            f"no database in {settings.data_dir} (no {settings.pg_dir}); pass the data dir "
+            "`prepshelf serve` runs with (--data-dir or PREPSHELF_DATA_DIR), or set "
+            "PREPSHELF_DATABASE_URL for an external database"
+        )
     from prepshelf.embedded import EmbeddedPostgres
 
     embedded = EmbeddedPostgres(settings.pg_dir)
@@ -69,28 +84,33 @@ def _command(work: Work) -> Callable[[argparse.Namespace], int]:
 
         overrides = {"data_dir": args.data_dir} if args.data_dir else {}
         settings = Settings(**overrides)
-        with database_url(settings) as url:
-            apply_migrations(url)
-            try:
-                return asyncio.run(_with_connection(url, work, args))
-            except PrepshelfError as exc:
-                print(f"prepshelf keys: {exc.message}", file=sys.stderr)
-                return 1
+        try:
+            with database_url(settings) as url:
+                apply_migrations(url)
+                return asyncio.run(_with_connection(url, work, args, settings))
+        except NoDatabaseError as exc:
+            print(f"prepshelf keys: {exc}", file=sys.stderr)
+            return 2
+        except PrepshelfError as exc:
+            print(f"prepshelf keys: {exc.message}", file=sys.stderr)
+            return 1
 
     return run
 
 
-async def _with_connection(url: str, work: Work, args: argparse.Namespace) -> int:
+async def _with_connection(
+    url: str, work: Work, args: argparse.Namespace, settings: Settings
+) -> int:
     import psycopg
     from psycopg.rows import dict_row
 
     async with await psycopg.AsyncConnection.connect(
         url, autocommit=True, row_factory=dict_row
     ) as conn:
-        return await work(conn, args)
+        return await work(conn, args, settings)
 
 
-async def _create(conn: Any, args: argparse.Namespace) -> int:
+async def _create(conn: Any, args: argparse.Namespace, settings: Settings) -> int:
     from prepshelf.store import keys as keys_db
 
     project = await keys_db.get_project_by_name(conn, name=args.project)
@@ -113,7 +133,30 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
-async def _list(conn: Any, args: argparse.Namespace) -> int:
+def config_key_rows(settings: Settings) -> list[tuple[str, ...]]:
+    """`keys list` rows for the keys the server takes from configuration, not the database:
+    PREPSHELF_API_KEYS, or else the key `prepshelf serve` generated into <data_dir>/api_key.
+    They are admin keys of the default project; to revoke one, remove it and restart."""
+    from prepshelf.store.keys import display_prefix
+
+    def row(key_id: str, name: str, key: str, created: str = "-") -> tuple[str, ...]:
+        return (key_id, CONFIG_PROJECT, name, display_prefix(key) + "…", "yes", created, "-", "-")
+
+    if settings.api_keys:
+        return [
+            row(f"PREPSHELF_API_KEYS[{i}]", "from the environment", key)
+            for i, key in enumerate(settings.api_keys)
+        ]
+    path = settings.data_dir / "api_key"
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+        created = _when(datetime.fromtimestamp(path.stat().st_mtime))
+    except OSError:
+        return []
+    return [row("(api_key file)", f"generated by serve: {path}", key, created)] if key else []
+
+
+async def _list(conn: Any, args: argparse.Namespace, settings: Settings) -> int:
     from prepshelf.store import keys as keys_db
     from prepshelf.store.pages import PageRequest
 
@@ -135,7 +178,7 @@ async def _list(conn: Any, args: argparse.Namespace) -> int:
             break
         after = page.rows[-1]["id"]
     header = ("ID", "PROJECT", "NAME", "KEY", "ADMIN", "CREATED", "LAST USED", "REVOKED")
-    lines = [
+    lines: list[tuple[str, ...]] = [
         (
             r["id"],
             r["project_name"],
@@ -148,13 +191,15 @@ async def _list(conn: Any, args: argparse.Namespace) -> int:
         )
         for r in rows
     ]
+    if args.project in (None, CONFIG_PROJECT):
+        lines = [*config_key_rows(settings), *lines]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=False)]
     for line in (header, *lines):
         print("  ".join(str(x).ljust(w) for x, w in zip(line, widths, strict=True)).rstrip())
     return 0
 
 
-async def _revoke(conn: Any, args: argparse.Namespace) -> int:
+async def _revoke(conn: Any, args: argparse.Namespace, settings: Settings) -> int:
     from prepshelf.store import keys as keys_db
 
     row = await keys_db.revoke_key(conn, key_id=args.key_id)

@@ -121,10 +121,14 @@ class Settings(BaseSettings):
     )
     # --- embeddings and batches settings (bulk-embedding issue) ---
     embeddings_max_inputs: int = Field(
-        default=256, gt=0, description="Inputs per /v1/embeddings call; more → 413, use batches"
+        default=2048,
+        gt=0,
+        description="Inputs per /v1/embeddings call (OpenAI's 2,048); more → 400",
     )
     embeddings_max_tokens: int = Field(
-        default=16384, gt=0, description="Tokens per /v1/embeddings call; more → 413"
+        default=300_000,
+        gt=0,
+        description="Tokens per /v1/embeddings call or batch line (OpenAI's 300,000); more → 400",
     )
     batch_slice_lines: int = Field(default=256, gt=0, description="Batch lines per checkpoint")
     batch_slice_inputs: int = Field(default=2048, gt=0, description="Inputs per batch slice")
@@ -177,6 +181,65 @@ class Settings(BaseSettings):
         "once into <data_dir>/models; onnx-int8 = quantised, faster, vectors ≈ 0.99 cosine. "
         "onnxruntime takes PREPSHELF_TORCH_THREADS as its thread count",
     )
+    # --- client compatibility settings (clients issue) ---
+    embeddings_token_ids: Literal["cl100k_base", "model"] = Field(
+        default="cl100k_base",
+        description="How /v1/embeddings reads token-id arrays: cl100k_base = OpenAI's encoding "
+        "(what LangChain and other OpenAI-shaped clients send), decoded and re-tokenized for "
+        "the model; model = ids of the served model's own vocabulary",
+    )
+    embeddings_long_input: Literal["split", "truncate", "error"] = Field(
+        default="split",
+        description="An /v1/embeddings input over the model's window: split = embed window-sized "
+        "pieces and return their token-weighted, re-normalised mean; truncate = first window "
+        "only; error = 400 context_length_exceeded",
+    )
+    embeddings_max_body_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        gt=0,
+        description="Request body limit of /v1/embeddings (300,000 token ids as JSON ≈ 2.4 MB)",
+    )
+    query_model_preload: bool = Field(
+        default=True,
+        description="The API loads its query model in the background right after start, so "
+        "the first search is as fast as the next; false = on the first search",
+    )
+    # --- schedules, source syncs and evaluation runs ---
+    schedule_scan_interval_s: int = Field(
+        default=10,
+        ge=1,
+        le=59,
+        description="How often the workers look for due schedules (seconds, 1..59): the "
+        "longest a run starts after its due time",
+    )
+    schedule_min_interval_s: float = Field(
+        default=60.0,
+        ge=1.0,
+        description="Shortest time between two due times a schedule's cron may ask for",
+    )
+    sync_roots: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated folders and s3://bucket/prefix URLs that source syncs may "
+        "read, each with everything below it; empty = syncs refused",
+    )
+    sync_max_files: int = Field(
+        default=100_000, gt=0, description="Files one source sync may list; more fails the run"
+    )
+    run_poll_interval_s: float = Field(
+        default=2.0,
+        ge=1.0,
+        description="How often a sync that waits for its files' ingest jobs looks at them",
+    )
+    eval_max_questions: int = Field(
+        default=10_000, gt=0, description="Questions one eval set may hold"
+    )
+    eval_metrics_max_evals: int = Field(
+        default=100,
+        ge=0,
+        description="/metrics exports the latest scores of at most this many evals "
+        "(the most recently run)",
+    )
+
     # --- OCR settings (scans and images issue; docs/ocr.md) ---
     ocr_enabled: bool = Field(
         default=True, description="OCR scanned PDF pages and images; false = they fail as before"
@@ -218,6 +281,13 @@ class Settings(BaseSettings):
         description="A PDF page with an image and fewer letters/digits than this in its text "
         "layer is OCR'd",
     )
+
+    @field_validator("sync_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [r.strip() for r in value.split(",") if r.strip()]
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod

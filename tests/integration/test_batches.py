@@ -18,6 +18,7 @@ import numpy as np
 import openai
 import pytest
 
+from prepshelf.pipeline import cl100k
 from support import postgres as pg
 from support.service import Service
 
@@ -132,6 +133,29 @@ def test_batch_end_to_end(service: Service) -> None:
     assert job["kind"] == "embed_batch" and job["status"] == "succeeded"
     assert job["progress"] == {"done": 603, "total": 603, "unit": "lines"}
     assert job["batch_id"] == batch.id
+
+
+def test_batch_lines_follow_the_short_paths_rules(service: Service) -> None:
+    """cl100k token ids and inputs over the window: the same vectors and usage as a direct
+    /v1/embeddings call (one parser, one planner for both)."""
+    client = service.openai()
+    long_text = " ".join(f"Clause {i}: leave after the birth of a child." for i in range(80))
+    ids = cl100k.encoding().encode("hello world")
+    lines = [
+        _line("long", {"model": MODEL, "input": [long_text, "short"]}),
+        _line("ids", {"model": MODEL, "input": [ids]}),
+    ]
+    batch = _wait(client, _create(client, lines).id)
+    assert batch.status == "completed" and batch.request_counts.completed == 2, batch
+    by_id = {x["custom_id"]: x["response"]["body"] for x in _jsonl(client, batch.output_file_id)}
+    direct = client.embeddings.create(
+        model=MODEL, input=[long_text, "short"], encoding_format="float"
+    )
+    assert by_id["long"]["usage"]["prompt_tokens"] == direct.usage.prompt_tokens
+    for got, want in zip(by_id["long"]["data"], direct.data, strict=True):
+        assert np.allclose(got["embedding"], want.embedding, atol=1e-5)
+    text = client.embeddings.create(model=MODEL, input="hello world", encoding_format="float")
+    assert np.allclose(by_id["ids"]["data"][0]["embedding"], text.data[0].embedding, atol=1e-5)
 
 
 def test_list_and_retrieve_are_project_scoped(service: Service) -> None:

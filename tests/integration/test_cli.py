@@ -106,6 +106,9 @@ def test_jobs_lists_status_and_errors(service: Service, tmp_path: Path) -> None:
     assert sorted(r[1] for r in rows) == ["failed", "succeeded"]
     failed = next(r for r in rows if r[1] == "failed")
     assert failed[0].startswith("job_") and "r2-user-password.pdf" in failed[-1]
+    # Finished jobs show the stage they ended in: where it failed, or the last one done.
+    assert failed[2] == "parsing"
+    assert next(r for r in rows if r[1] == "succeeded")[2] == "indexing"
 
     only_failed = prepshelf(service, "jobs", "--store", "cli-jobs", "--status", "failed")
     assert [line.split("\t")[1] for line in only_failed.stdout.splitlines()[1:]] == ["failed"]
@@ -138,6 +141,9 @@ def test_wrong_key_is_a_clear_error(service: Service) -> None:
     )
     assert run.returncode == 1
     assert "HTTP 401" in run.stderr and "sk-wrong" not in run.stderr
+    # It names the server it tried and where the URL and the key came from.
+    assert f"http://127.0.0.1:{service.port} (from PREPSHELF_URL)" in run.stderr
+    assert "sent the key from PREPSHELF_API_KEY" in run.stderr
 
 
 def test_rerun_skips_unchanged_files_and_replaces_changed_ones(
@@ -187,3 +193,42 @@ def test_rerun_skips_unchanged_files_and_replaces_changed_ones(
     forced = prepshelf(service, "ingest", str(folder), "--store", "cli-sync", "--wait", "--force")
     assert forced.returncode == 0, forced.stdout + forced.stderr
     assert "2 completed, 0 failed of 2 file(s)" in forced.stdout
+
+
+def test_rerun_runs_failed_files_again_without_uploading_them(
+    service: Service, tmp_path: Path
+) -> None:
+    folder = _folder(tmp_path, [GOOD[0], BAD])
+    first = prepshelf(service, "ingest", str(folder), "--store", "cli-retry", "--wait")
+    assert first.returncode == 1, first.stdout + first.stderr
+
+    def bad_rows() -> tuple[list[str], int]:
+        with service.db() as db:
+            files = db.execute(
+                """SELECT vsf.file_id FROM vector_store_files vsf
+                   JOIN vector_stores vs ON vs.id = vsf.vector_store_id
+                   WHERE vs.name = 'cli-retry' AND vsf.attributes->>'source' LIKE '%r2-user%'"""
+            ).fetchall()
+            uploads = db.execute(
+                "SELECT count(*) AS n FROM files WHERE filename = 'r2-user-password.pdf'"
+            ).fetchone()
+        assert uploads is not None
+        return [r["file_id"] for r in files], int(uploads["n"])
+
+    before, uploads_before = bad_rows()
+    again = prepshelf(service, "ingest", str(folder), "--store", "cli-retry", "--wait")
+    assert again.returncode == 1, again.stdout + again.stderr  # the same bytes fail again
+    assert "1 file(s) unchanged since the last run: skipped" in again.stdout
+    assert "1 file(s) failed or were cancelled before with the same bytes" in again.stdout
+    assert "failed before, sent again" in again.stdout
+    assert "0 completed, 1 unchanged, 1 failed of 2 file(s)" in again.stdout
+    assert bad_rows() == (before, uploads_before)  # same file id, nothing uploaded
+    with service.db() as db:
+        jobs = db.execute(
+            "SELECT count(*) AS n FROM jobs WHERE file_id = %s", [before[0]]
+        ).fetchone()
+    assert jobs is not None and jobs["n"] == 2  # it did run again
+
+    forced = prepshelf(service, "ingest", str(folder), "--store", "cli-retry", "--force")
+    assert forced.returncode == 0, forced.stdout + forced.stderr
+    assert bad_rows()[1] == uploads_before + 1  # --force uploads a new copy

@@ -71,7 +71,7 @@ class Serve:
         while time.monotonic() < deadline:
             try:
                 body = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).json()
-                if body.get("live_workers", 0) >= 2:
+                if body.get("live_workers", 0) >= 1 and body.get("live_sub_workers", 0) >= 2:
                     return
             except (httpx.HTTPError, ValueError):
                 pass

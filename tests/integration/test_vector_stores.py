@@ -147,6 +147,33 @@ def test_invalid_filter_is_400_naming_param(service: Service, store: dict[str, A
     assert response.json()["error"]["param"] == "filters.type"
 
 
+def test_rewrite_query_is_refused_not_ignored(service: Service, store: dict[str, Any]) -> None:
+    """No language model here to rewrite with: a clear 400, never a silent no-op."""
+    with pytest.raises(openai.BadRequestError) as info:
+        service.openai().vector_stores.search(
+            vector_store_id=store["id"], query="parental leave", rewrite_query=True
+        )
+    assert info.value.body["param"] == "rewrite_query"  # type: ignore[index]
+    assert "not supported" in str(info.value.message)
+    # false (what the SDK sends when told nothing) is the plain search, accepted.
+    with service.http() as http:
+        r = http.post(
+            f"/v1/vector_stores/{store['id']}/search",
+            json={"query": "parental leave", "rewrite_query": False},
+        )
+    assert r.status_code == 200 and r.json()["search_query"] == ["parental leave"]
+
+
+def test_a_query_that_is_not_unicode_is_400(service: Service, store: dict[str, Any]) -> None:
+    with service.http() as http:
+        r = http.post(
+            f"/v1/vector_stores/{store['id']}/search",
+            content=b'{"query": "leave \\udc80 policy"}',
+            headers={"content-type": "application/json"},
+        )
+    assert r.status_code == 400 and r.json()["error"]["param"].startswith("query")
+
+
 def test_score_threshold(service: Service, store: dict[str, Any]) -> None:
     results = service.openai().vector_stores.search(
         vector_store_id=store["id"],

@@ -114,9 +114,12 @@ class Service:
         while time.monotonic() < deadline:
             try:
                 body = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).json()
-                # Each worker process registers three sub-workers: ingest, batches and
-                # maintenance.
-                if body.get("live_workers", 0) >= 3 * min_workers:
+                # live_workers counts worker processes; each runs four sub-workers (ingest,
+                # batches, runs, maintenance queues): wait until all of them take work.
+                if (
+                    body.get("live_workers", 0) >= min_workers
+                    and body.get("live_sub_workers", 0) >= 4 * min_workers
+                ):
                     return
             except (httpx.HTTPError, ValueError):
                 pass

@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from prepshelf import local_server
 from prepshelf.client import watch
 from prepshelf.client.http import ClientConfig, resolve_config
 from prepshelf.client.ingest import UsageError, collect
@@ -130,10 +132,45 @@ def test_config_reads_env_then_the_local_key_file(
     monkeypatch.setenv("PREPSHELF_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("PREPSHELF_API_KEY", raising=False)
     monkeypatch.setenv("PREPSHELF_URL", "http://h:9/v1/")
-    assert resolve_config() == ClientConfig(url="http://h:9", api_key="sk-local")
+    config = resolve_config()
+    assert (config.url, config.api_key) == ("http://h:9", "sk-local")
+    assert config.url_from == "PREPSHELF_URL" and config.key_from == str(tmp_path / "api_key")
     monkeypatch.setenv("PREPSHELF_API_KEY", "sk-env")
     assert resolve_config(url="http://other").api_key == "sk-env"
     assert "sk-env" not in repr(resolve_config())
+
+
+def test_config_finds_a_local_serve_from_its_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`prepshelf serve --port 18400 --data-dir D`: the clients need only D."""
+    for name in ("PREPSHELF_URL", "PREPSHELF_API_KEY", "PREPSHELF_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    served = tmp_path / "d"
+    served.mkdir()
+    (served / "api_key").write_text("sk-served\n")
+    local_server.write(served, url=local_server.client_url("0.0.0.0", 18400), pid=os.getpid())
+    config = resolve_config(data_dir=served)
+    assert config == ClientConfig(url="http://127.0.0.1:18400", api_key="sk-served")
+    assert config.server() == f"http://127.0.0.1:18400 (from {served / 'server.json'})"
+    monkeypatch.setenv("PREPSHELF_DATA_DIR", str(served))
+    assert resolve_config().url == "http://127.0.0.1:18400"
+    assert resolve_config(url="http://elsewhere:1").url_from == "--url"
+    # serve gone without cleaning up (kill -9): the message says so.
+    local_server.write(served, url="http://127.0.0.1:18400", pid=2**22 + 12345)
+    assert "which is not running" in resolve_config(data_dir=served).url_from
+    # Nothing there: the default URL, and the message says why.
+    empty = resolve_config(data_dir=tmp_path / "none")
+    assert empty.url == "http://127.0.0.1:8000" and empty.api_key is None
+    assert "no " + str(tmp_path / "none" / "server.json") in empty.url_from
+    assert "sent no key" in empty.hint(401) and "--data-dir" in empty.hint()
+
+
+def test_client_urls_for_bind_addresses() -> None:
+    assert local_server.client_url("127.0.0.1", 8000) == "http://127.0.0.1:8000"
+    assert local_server.client_url("0.0.0.0", 1) == "http://127.0.0.1:1"
+    assert local_server.client_url("::", 2) == "http://[::1]:2"
+    assert local_server.client_url("fe80::1", 3) == "http://[fe80::1]:3"
 
 
 def test_plain_output_is_tab_separated_lines() -> None:

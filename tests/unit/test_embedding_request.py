@@ -7,12 +7,13 @@ import base64
 import numpy as np
 import pytest
 
-from prepshelf.errors import InvalidRequestError, PayloadTooLargeError
+from prepshelf.errors import InvalidRequestError
 from prepshelf.pipeline.embed import default_model_dir
+from prepshelf.pipeline.embedding_plan import ContextLengthError
 from prepshelf.pipeline.embedding_request import (
-    ContextLengthError,
     EmbeddingLimits,
     ModelNotFoundError,
+    TooManyTokensError,
     count_inputs,
     encode_vector,
     parse_request,
@@ -27,6 +28,8 @@ LIMITS = EmbeddingLimits(
     max_inputs=4,
     max_total_tokens=50,
     too_large_hint=" Use /v1/batches.",
+    token_ids="model",  # the served model's own ids; cl100k_base: tests/unit/test_long_inputs.py
+    long_input="error",
 )
 
 
@@ -37,7 +40,7 @@ def tok():  # type: ignore[no-untyped-def]
 
 def test_string_and_list_inputs_count_tokens(tok) -> None:  # type: ignore[no-untyped-def]
     one = parse_request({"model": "m", "input": "hello world"}, limits=LIMITS, tokenizer=tok)
-    assert one.texts == ["hello world"] and one.token_counts == [2]
+    assert one.texts == ["hello world"] and one.prompt_tokens == one.request_tokens == 2
     many = parse_request({"model": "m", "input": ["a b", "c"]}, limits=LIMITS, tokenizer=tok)
     assert many.prompt_tokens == 3 and many.encoding_format == "float"
 
@@ -45,7 +48,7 @@ def test_string_and_list_inputs_count_tokens(tok) -> None:  # type: ignore[no-un
 def test_token_id_arrays_are_decoded(tok) -> None:  # type: ignore[no-untyped-def]
     ids = tok.encode("hello world", add_special_tokens=False).ids
     req = parse_request({"model": "m", "input": ids}, limits=LIMITS, tokenizer=tok)
-    assert req.texts == ["hello world"] and req.token_counts == [len(ids)]
+    assert req.texts == ["hello world"] and req.request_tokens == len(ids)
     req = parse_request({"model": "m", "input": [ids, ids[:1]]}, limits=LIMITS, tokenizer=tok)
     assert req.texts == ["hello world", "hello"]
     with pytest.raises(InvalidRequestError):
@@ -56,7 +59,7 @@ def test_token_id_arrays_are_decoded(tok) -> None:  # type: ignore[no-untyped-de
     ("body", "error", "param"),
     [
         ({"input": "x"}, InvalidRequestError, "model"),
-        ({"model": "nope", "input": "x"}, ModelNotFoundError, None),
+        ({"model": "nope", "input": "x"}, ModelNotFoundError, "model"),
         ({"model": "m"}, InvalidRequestError, "input"),
         ({"model": "m", "input": ""}, InvalidRequestError, "input"),
         ({"model": "m", "input": []}, InvalidRequestError, "input"),
@@ -67,8 +70,10 @@ def test_token_id_arrays_are_decoded(tok) -> None:  # type: ignore[no-untyped-de
             "encoding_format",
         ),
         ({"model": "m", "input": "x", "dimensions": 128}, InvalidRequestError, "dimensions"),
-        ({"model": "m", "input": ["x"] * 5}, PayloadTooLargeError, "input"),
-        ({"model": "m", "input": ["word " * 30, "word " * 30]}, PayloadTooLargeError, "input"),
+        ({"model": "m", "input": ["x"] * 5}, InvalidRequestError, "input"),
+        ({"model": "m", "input": ["word " * 30, "word " * 30]}, TooManyTokensError, "input"),
+        ({"model": "m", "input": [[1, True]]}, InvalidRequestError, "input"),
+        ({"model": "m", "input": ["ok", "a\ud800b"]}, InvalidRequestError, "input"),
         ({"model": "m", "input": "word " * 300}, ContextLengthError, "input"),
     ],
 )
@@ -76,10 +81,18 @@ def test_refusals_name_the_parameter(tok, body, error, param) -> None:  # type: 
     with pytest.raises(error) as info:
         parse_request(body, limits=LIMITS, tokenizer=tok)
     assert info.value.param == param
-    if error is PayloadTooLargeError:
-        assert info.value.status_code == 413 and "/v1/batches" in info.value.message
+    if error is TooManyTokensError:
+        # OpenAI's words, status, type and code; and where large work should go.
+        assert info.value.message.startswith("Requested 60 tokens, max 50 tokens per request")
+        assert info.value.status_code == 400 and info.value.code == "max_tokens_per_request"
+        assert info.value.error_type == "max_tokens_per_request"
+    if body.get("input") == ["x"] * 5:
+        assert info.value.status_code == 400 and "at most 4 per request" in info.value.message
+    if error in (TooManyTokensError,) or body.get("input") == ["x"] * 5:
+        assert "/v1/batches" in info.value.message
     if error is ModelNotFoundError:
         assert info.value.status_code == 404 and info.value.code == "model_not_found"
+        assert "`m`" in info.value.message and "/v1/models" in info.value.message
 
 
 def test_dimensions_equal_to_the_model_is_accepted(tok) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from prepshelf import __version__
-from prepshelf.api import observe
+from prepshelf.api import observe, warmup
 from prepshelf.api.auth import KeyRing
 from prepshelf.api.body_limit import JsonBodyLimit
 from prepshelf.api.errors import install_error_handlers
@@ -20,9 +20,12 @@ from prepshelf.api.routes import admin as admin_routes
 from prepshelf.api.routes import audit as audit_routes
 from prepshelf.api.routes import batches as batches_routes
 from prepshelf.api.routes import embeddings as embeddings_routes
+from prepshelf.api.routes import evals as evals_routes
 from prepshelf.api.routes import events as events_routes
 from prepshelf.api.routes import file_batches, files, health, jobs, store_files, vector_stores
 from prepshelf.api.routes import metrics as metrics_routes
+from prepshelf.api.routes import models as models_routes
+from prepshelf.api.routes import schedules as schedules_routes
 from prepshelf.jobs.queue import build_app
 from prepshelf.pipeline.embed import default_model_dir
 from prepshelf.pipeline.embedders import build_embedder, embedder_model_info
@@ -47,10 +50,16 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.queue = queue
         app.state.events_hub = EventsHub(database_url)
         await app.state.events_hub.start()
+        warming = None
         try:
             async with queue.open_async():
+                # Started, never awaited: the server listens while the model loads.
+                warming = warmup.start(app) if settings.query_model_preload else None
                 yield
         finally:
+            if warming is not None:
+                warming.cancel()
+            app.state.query_embedder.close()
             await app.state.events_hub.stop()
             await app.state.pool.close()
 
@@ -63,13 +72,19 @@ def create_app(settings: Settings) -> FastAPI:
         model_dir,
         threads=1,
         factory=(lambda: build_embedder(settings)) if settings.embedder == "remote" else None,
+        model_id=app.state.model_info.model_id,
     )
     install_error_handlers(app)
     for module in (health, files, vector_stores, store_files, file_batches, jobs):
         app.include_router(module.router)
     # --- more routers: add one include per line below, each helper its own line ---
     app.include_router(admin_routes.router)
-    app.add_middleware(JsonBodyLimit, max_bytes=settings.max_json_body_bytes)
+    app.add_middleware(
+        JsonBodyLimit,
+        max_bytes=settings.max_json_body_bytes,
+        # 300,000 token ids do not fit the general limit; the route parses them in a thread.
+        path_limits={"/v1/embeddings": settings.embeddings_max_body_bytes},
+    )
     install_openapi(app)  # 4XX error bodies instead of FastAPI's unused 422 shape
     app.include_router(events_routes.router)
     app.include_router(web_routes.router)
@@ -77,5 +92,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(batches_routes.router)
     app.include_router(metrics_routes.router)
     app.include_router(audit_routes.router)
+    app.include_router(models_routes.router)
+    app.include_router(schedules_routes.router)
+    app.include_router(evals_routes.router)
     observe.install(app)  # log context, request latency, audit rows after the response
     return app

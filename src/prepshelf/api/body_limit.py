@@ -1,5 +1,7 @@
 """Cap non-multipart request bodies at `max_json_body_bytes` (413), before any route reads them.
 
+`path_limits` gives single routes another cap (/v1/embeddings takes up to 300,000 token ids).
+
 Checked from Content-Length first, then while reading (chunked bodies, lying headers). The
 body is small by definition, so it is buffered here and replayed to the app. Multipart
 uploads stream through untouched: `api/upload.py` enforces the per-file and per-request caps.
@@ -17,17 +19,21 @@ _BODYLESS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class JsonBodyLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_bytes: int, path_limits: dict[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in _BODYLESS or _is_multipart(scope):
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope.get("path", ""), self.max_bytes)
         declared = _header(scope, b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._too_large(send)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await self._too_large(send, limit)
             return
         body = bytearray()
         while True:
@@ -35,8 +41,8 @@ class JsonBodyLimit:
             if message["type"] != "http.request":
                 return  # the client went away before sending its body
             body.extend(message.get("body", b""))
-            if len(body) > self.max_bytes:
-                await self._too_large(send)
+            if len(body) > limit:
+                await self._too_large(send, limit)
                 return
             if not message.get("more_body", False):
                 break
@@ -51,10 +57,10 @@ class JsonBodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
+    async def _too_large(self, send: Send, limit: int) -> None:
         payload = json.dumps(
             error_body(
-                f"The request body is larger than {self.max_bytes} bytes",
+                f"The request body is larger than {limit} bytes",
                 "invalid_request_error",
                 None,
                 "request_too_large",

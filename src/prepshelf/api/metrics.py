@@ -17,6 +17,7 @@ from psycopg import AsyncConnection
 
 from prepshelf import metrics
 from prepshelf.jobs.queue import INGEST_QUEUE, MAINTENANCE_QUEUE
+from prepshelf.store import workers as workers_db
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
@@ -57,17 +58,17 @@ async def database_families(conn: AsyncConnection[Any]) -> list[GaugeMetricFamil
     for status, n in counts.items():
         jobs.add_metric([status], n)
 
+    live = await workers_db.live_counts(conn, within_s=60)
     workers = GaugeMetricFamily(
-        "prepshelf_live_workers", "Sub-workers with a recent heartbeat (two per worker process)"
+        "prepshelf_live_workers", "Worker processes with a heartbeat in the last 60 s"
     )
-    row = await (
-        await conn.execute(
-            "SELECT count(*) AS n FROM procrastinate_workers "
-            "WHERE last_heartbeat > now() - interval '60 seconds'"
-        )
-    ).fetchone()
-    workers.add_metric([], int(row["n"]) if row else 0)
-    return [queue, jobs, workers]
+    workers.add_metric([], live.processes)
+    sub_workers = GaugeMetricFamily(
+        "prepshelf_live_sub_workers",
+        "Queue consumers (ingest, batch, maintenance; three per worker process) beating in 60 s",
+    )
+    sub_workers.add_metric([], live.sub_workers)
+    return [queue, jobs, workers, sub_workers]
 
 
 def render(db_families: list[GaugeMetricFamily]) -> bytes:

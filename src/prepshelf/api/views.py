@@ -127,6 +127,11 @@ def job_object(row: Row) -> dict[str, Any]:
         "vector_store_id": row["vector_store_id"],
         "file_id": row["file_id"],
         "batch_id": row["batch_id"],
+        # Runs of schedules and evals: what started them, and with which parameters.
+        "schedule_id": row.get("schedule_id"),
+        "scheduled_for": ts(row.get("scheduled_for")),
+        "eval_run_id": row.get("eval_run_id"),
+        "params": row.get("params"),
         "links": _job_links(row),
     }
 
@@ -140,6 +145,16 @@ def _job_links(row: Row) -> dict[str, str | None]:
         "vector_store": f"/v1/vector_stores/{store}" if store else None,
         "vector_store_file": f"/v1/vector_stores/{store}/files/{file}" if store and file else None,
         "batch": f"/v1/vector_stores/{store}/file_batches/{batch}" if store and batch else None,
+        **_run_links(row),
+    }
+
+
+def _run_links(row: Row) -> dict[str, str | None]:
+    schedule, run = row.get("schedule_id"), row.get("eval_run_id")
+    eval_id = (row.get("params") or {}).get("eval_id")
+    return {
+        "schedule": f"/v1/schedules/{schedule}" if schedule else None,
+        "eval_run": f"/v1/evals/{eval_id}/runs/{run}" if run and eval_id else None,
     }
 
 

@@ -17,11 +17,18 @@ JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--url", help="server base URL [PREPSHELF_URL, default http://127.0.0.1:8000]"
+        "--data-dir",
+        type=Path,
+        help="data dir of a local `prepshelf serve`: its server.json gives the URL and its "
+        "api_key the key [PREPSHELF_DATA_DIR, default the serve default]",
     )
     parser.add_argument(
-        "--api-key",
-        help="API key [PREPSHELF_API_KEY, else the api_key file of the local data dir]",
+        "--url",
+        help="server base URL [PREPSHELF_URL, else the data dir's server.json, "
+        "else http://127.0.0.1:8000]",
+    )
+    parser.add_argument(
+        "--api-key", help="API key [PREPSHELF_API_KEY, else the api_key file of the data dir]"
     )
 
 
@@ -34,17 +41,23 @@ def _run(
     from prepshelf.client.ingest import UsageError
     from prepshelf.client.render import Output
 
-    config = resolve_config(args.url, args.api_key)
+    config = resolve_config(args.url, args.api_key, args.data_dir)
     try:
         return asyncio.run(work(config, out=Output(), **kwargs))
     except UsageError as exc:
         print(f"prepshelf {args.command}: {exc}", file=sys.stderr)
         return 2
     except ApiError as exc:
-        print(f"prepshelf {args.command}: {exc}", file=sys.stderr)
+        print(
+            f"prepshelf {args.command}: {config.server()}: {exc}{config.hint(exc.status)}",
+            file=sys.stderr,
+        )
         return 1
     except httpx.HTTPError as exc:
-        print(f"prepshelf {args.command}: cannot reach {config.url}: {exc}", file=sys.stderr)
+        print(
+            f"prepshelf {args.command}: cannot reach {config.server()}: {exc}{config.hint()}",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print(f"prepshelf {args.command}: interrupted", file=sys.stderr)

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 
+from prepshelf import local_server
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -26,27 +28,76 @@ class ApiError(Exception):
 class ClientConfig:
     url: str
     api_key: str | None = field(repr=False)
+    # Where each came from (never the key itself), for error messages.
+    url_from: str = field(default="the default", compare=False)
+    key_from: str | None = field(default=None, compare=False)
+
+    def server(self) -> str:
+        """The server tried, and why that one: for every error message."""
+        return f"{self.url} (from {self.url_from})"
+
+    def hint(self, status: int | None = None) -> str:
+        """What to try next after a refused key or an unreachable server."""
+        if status == 401:
+            sent = f"the key from {self.key_from}" if self.key_from else "no key"
+            return (
+                f"; sent {sent}. Pass the data dir the server runs with (--data-dir / "
+                "PREPSHELF_DATA_DIR: its api_key is read) or --api-key / PREPSHELF_API_KEY"
+            )
+        if status is None:
+            return (
+                "; is the server running? `prepshelf serve` writes its URL into its data dir: "
+                "pass --data-dir (or PREPSHELF_DATA_DIR), or --url / PREPSHELF_URL"
+            )
+        return ""
 
 
-def _local_key() -> str | None:
-    """The key `prepshelf serve` wrote into its data dir, when the server runs here."""
-    data_dir = os.environ.get("PREPSHELF_DATA_DIR")
-    if not data_dir:
-        import platformdirs
+def data_dir_of(data_dir: Path | str | None = None) -> Path:
+    """--data-dir, else PREPSHELF_DATA_DIR, else the default data dir of `prepshelf serve`."""
+    if data_dir:
+        return Path(data_dir)
+    if os.environ.get("PREPSHELF_DATA_DIR"):
+        return Path(os.environ["PREPSHELF_DATA_DIR"])
+    import platformdirs
 
-        data_dir = platformdirs.user_data_dir("prepshelf")
-    path = Path(data_dir) / "api_key"
+    return Path(platformdirs.user_data_dir("prepshelf"))
+
+
+def _local_key(data_dir: Path) -> str | None:
+    """The key `prepshelf serve` wrote into its data dir."""
     try:
-        return path.read_text(encoding="utf-8").strip() or None
+        return (data_dir / "api_key").read_text(encoding="utf-8").strip() or None
     except OSError:
         return None
 
 
-def resolve_config(url: str | None = None, api_key: str | None = None) -> ClientConfig:
-    base = (url or os.environ.get("PREPSHELF_URL") or DEFAULT_URL).rstrip("/")
-    base = base.removesuffix("/v1")  # accept the SDK-style base URL too
-    key = api_key or os.environ.get("PREPSHELF_API_KEY") or _local_key()
-    return ClientConfig(url=base, api_key=key)
+def resolve_config(
+    url: str | None = None, api_key: str | None = None, data_dir: Path | str | None = None
+) -> ClientConfig:
+    """URL: --url, PREPSHELF_URL, the data dir's server.json, the default. Key: --api-key,
+    PREPSHELF_API_KEY, the data dir's api_key. Each says where it came from."""
+    folder = data_dir_of(data_dir)
+    if url:
+        base, url_from = url, "--url"
+    elif os.environ.get("PREPSHELF_URL"):
+        base, url_from = os.environ["PREPSHELF_URL"], "PREPSHELF_URL"
+    elif (server := local_server.read(folder)) is not None:
+        base, url_from = server.url, str(server.path)
+        if not server.running:
+            url_from += f", written by prepshelf serve pid {server.pid}, which is not running"
+    else:
+        base, url_from = DEFAULT_URL, f"the default; no {folder / local_server.FILE_NAME}"
+    base = base.rstrip("/").removesuffix("/v1")  # accept the SDK-style base URL too
+    key: str | None
+    key_from: str | None
+    if api_key:
+        key, key_from = api_key, "--api-key"
+    elif os.environ.get("PREPSHELF_API_KEY"):
+        key, key_from = os.environ["PREPSHELF_API_KEY"], "PREPSHELF_API_KEY"
+    else:
+        key = _local_key(folder)
+        key_from = str(folder / "api_key") if key else None
+    return ClientConfig(url=base, api_key=key, url_from=url_from, key_from=key_from)
 
 
 def _headers(config: ClientConfig) -> dict[str, str]:

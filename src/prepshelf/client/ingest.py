@@ -1,9 +1,10 @@
 """`prepshelf ingest`: upload files and folders into a vector store as one file batch.
 
 Uploads run concurrently (bounded); the store is created by name when absent; files already
-in the store unchanged since an earlier run are skipped (`client/sync.py`; `--force` sends
-them anyway); with `wait` the batch is followed to its end and a summary says which files
-completed and why the others failed. Exit status: 0 all completed (or unchanged), 1 any file
+in the store unchanged since an earlier run are skipped, and files whose same bytes failed
+before run again under their existing ids (`client/sync.py`; `--force` uploads everything);
+with `wait` the batch is followed to its end and a summary says which files completed and
+why the others failed. Exit status: 0 all completed (or unchanged), 1 any file
 failed (or could not be uploaded), 2 bad arguments.
 """
 
@@ -89,18 +90,29 @@ async def ingest(
         store, created = await ensure_store(client, store_name)
         out.line(f"{'created' if created else 'using'} vector store {store_name!r} ({store['id']})")
         known = {} if created else await sync.stored_versions(client, store["id"])
-        todo = []
+        todo, again = [], []
         for item, state, digest in zip(items, states, digests, strict=True):
-            kept = None if force else sync.unchanged(known.get(state.name, []), digest)
-            if kept is None:
-                todo.append((item[0], state, digest))
-            else:
+            versions = [] if force else known.get(state.name, [])
+            kept = sync.unchanged(versions, digest)
+            retry = sync.failed_before(versions, digest)
+            if kept is not None:
                 state.status, state.file_id = "unchanged", kept.file_id
-        if len(todo) < len(items):
-            out.line(f"{len(items) - len(todo)} file(s) unchanged since the last run: skipped")
-        if not todo:
+            elif retry is not None:
+                state.file_id, state.reused = retry.file_id, True
+                again.append((state, digest))
+            else:
+                todo.append((item[0], state, digest))
+        skipped = len(items) - len(todo) - len(again)
+        if skipped:
+            out.line(f"{skipped} file(s) unchanged since the last run: skipped")
+        if again:
+            out.line(
+                f"{len(again)} file(s) failed or were cancelled before with the same bytes: "
+                "running them again under their file ids, not uploaded again (--force uploads)"
+            )
+        if not todo and not again:
             return _summary(out, states)
-        view = ingest_view(out, len(todo))
+        view = ingest_view(out, len(todo) + len(again))
         with view:
             limit = asyncio.Semaphore(max(1, concurrency))
 
@@ -108,8 +120,10 @@ async def ingest(
                 await _upload(client, path, state, limit)
                 view.uploaded(state)
 
+            for state, _ in again:
+                view.uploaded(state)
             await asyncio.gather(*(upload(path, state) for path, state, _ in todo))
-            sent = [(s, d) for _, s, d in todo if s.file_id]
+            sent = [*again, *((s, d) for _, s, d in todo if s.file_id)]
             batch_id = None
             if sent:
                 body = sync.batch_body(
@@ -127,7 +141,7 @@ async def ingest(
             return _summary(out, states)
         out.line(f"file batch {batch_id}: {len(sent)} file(s) in {store_name!r}")
         if not wait:
-            failed = len(todo) - len(sent)
+            failed = sum(1 for _, state, _ in todo if not state.file_id)  # uploads that failed
             return 1 if failed else 0
         for row in await final_files(client, store["id"], batch_id):
             found = by_id.get(row["id"])

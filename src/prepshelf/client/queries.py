@@ -15,6 +15,23 @@ async def _store_id(client: Any, name: str) -> str:
     return str(store["id"])
 
 
+# The order a job goes through its stages (an archive expands first, then its members run).
+_STAGE_ORDER = ("expanding", "members", "parsing", "chunking", "embedding", "indexing")
+
+
+def stage_of(job: dict[str, Any]) -> str:
+    """The stage a job is in; for a finished job the stage it ended in: where it failed, or
+    the last one it went through (the API clears `stage` when a job finishes)."""
+    if job.get("stage"):
+        return str(job["stage"])
+    error = job.get("error")
+    if isinstance(error, dict) and error.get("stage"):
+        return str(error["stage"])
+    timed = job.get("stage_durations") or {}
+    reached = [stage for stage in _STAGE_ORDER if stage in timed]
+    return reached[-1] if reached else ""
+
+
 def _progress(job: dict[str, Any]) -> str:
     p = job.get("progress") or {}
     if p.get("total") is None:
@@ -36,7 +53,7 @@ async def jobs(
         (
             j["id"],
             j["status"],
-            j.get("stage") or "",
+            stage_of(j),
             _progress(j),
             j.get("attempts", 0),
             "" if j.get("duration_s") is None else f"{j['duration_s']:.1f}s",

@@ -26,6 +26,7 @@ class FileState:
     total: int | None = None
     error: str | None = None
     unit: str | None = None  # what done/total count: chunks, or pages while OCR reads a scan
+    reused: bool = False  # failed before with the same bytes: attached again, not uploaded
 
     @property
     def final(self) -> bool:
@@ -103,7 +104,8 @@ class PlainIngestView:
     def uploaded(self, state: FileState) -> None:
         self._uploaded += 1
         what = f"upload failed: {state.error}" if state.status == "upload_failed" else state.file_id
-        self.out.line(f"[{self._uploaded}/{self.total}] uploaded {state.name}: {what}")
+        done = "failed before, sent again" if state.reused else "uploaded"
+        self.out.line(f"[{self._uploaded}/{self.total}] {done} {state.name}: {what}")
 
     def watching(self, states: Sequence[FileState]) -> None:
         self._finished = sum(1 for s in states if s.final)

@@ -3,9 +3,12 @@
 Each file the command attaches carries two attributes, `source` (its display name) and
 `sha256` (of its bytes). A re-run lists the store's files once and skips every file whose
 source is there with the same digest and has not failed, so an unchanged folder uploads
-nothing and computes nothing; a changed file is uploaded and attached again, and once the new
-version has completed the older versions of that source leave the store (LangChain's
-"incremental" cleanup: files absent from the folder are left alone).
+nothing and computes nothing. A file whose same bytes failed (or were cancelled) before is
+run again under its existing file id, attached to the new batch without a second upload (the
+failure may have been transient, or the server has learnt to read it since). A changed file
+is uploaded and attached again, and once the new version has completed the older versions of
+that source leave the store (LangChain's "incremental" cleanup: files absent from the folder
+are left alone).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from prepshelf.client.http import check, iter_pages
 SOURCE, SHA256 = "source", "sha256"
 _MAX_ATTRIBUTE_CHARS = 512  # OpenAI's limit on a string attribute value
 _SKIPPABLE = ("completed", "in_progress")
+_RUN_AGAIN = ("failed", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,12 @@ async def stored_versions(
 def unchanged(versions: list[StoredVersion], sha256: str) -> StoredVersion | None:
     """The stored version a re-run can keep instead of uploading the file again."""
     return next((v for v in versions if v.sha256 == sha256 and v.status in _SKIPPABLE), None)
+
+
+def failed_before(versions: list[StoredVersion], sha256: str) -> StoredVersion | None:
+    """The stored version with these bytes that failed (or was cancelled) on an earlier run:
+    a re-run attaches it again (the server runs it again) instead of uploading a copy."""
+    return next((v for v in versions if v.sha256 == sha256 and v.status in _RUN_AGAIN), None)
 
 
 async def drop_older_versions(

@@ -17,10 +17,12 @@ import os
 import secrets
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import procrastinate
 import psycopg
 from psycopg import AsyncConnection
@@ -30,8 +32,10 @@ from prepshelf.ids import new_file_id
 from prepshelf.jobs.ingest import WorkerResources
 from prepshelf.jobs.queue import BATCH_QUEUE, BATCH_TASK
 from prepshelf.jobs.retry import RequeueJob, RequeueStrategy, backoff_delay
+from prepshelf.pipeline.embedding_plan import iter_input_vectors
 from prepshelf.pipeline.embedding_request import (
     EmbeddingLimits,
+    EmbeddingRequest,
     count_inputs,
     parse_request,
     response_body,
@@ -226,7 +230,9 @@ def _limits(res: WorkerResources) -> EmbeddingLimits:
         dimensions=emb.dimensions,
         max_input_tokens=emb.max_input_tokens,
         max_inputs=res.settings.batch_slice_inputs,
-        max_total_tokens=None,
+        max_total_tokens=res.settings.embeddings_max_tokens,  # per line, as OpenAI's
+        token_ids=res.settings.embeddings_token_ids,
+        long_input=res.settings.embeddings_long_input,
     )
 
 
@@ -457,23 +463,18 @@ def _run_slice(
             fh, line_no=sl["start_line"] - 1, max_bytes=res.settings.max_json_body_bytes
         )
         lines = scanner.next(sl["n_lines"])
-    ok: list[tuple[_Line, Any]] = []
+    ok: list[tuple[_Line, EmbeddingRequest]] = []
     bad: list[tuple[_Line, PrepshelfError]] = []
     for ln in lines:
         try:
             ok.append((ln, parse_request(ln.body, limits=limits, tokenizer=tokenizer)))
         except PrepshelfError as exc:
             bad.append((ln, exc))
-    texts = [t for _, req in ok for t in req.texts]
-    vectors: Any = res.embedder.embed(texts) if texts else []
     out = res.blobs.open_writer(part_key(batch_id, sl["slice_no"], "out"))
     err = res.blobs.open_writer(part_key(batch_id, sl["slice_no"], "err"))
     try:
-        at = 0
-        for ln, req in ok:
-            n = len(req.texts)
-            body = response_body(req, vectors[at : at + n])
-            at += n
+        for ln, req, vectors in _embedded_lines(res, ok):
+            body = response_body(req, vectors)
             out.write(
                 _dumps(
                     {
@@ -520,8 +521,24 @@ def _run_slice(
         completed=len(ok),
         failed=len(bad),
         tokens=sum(req.prompt_tokens for _, req in ok),
-        inputs=len(texts),
+        inputs=sum(len(req.texts) for _, req in ok),
     )
+
+
+def _embedded_lines(
+    res: WorkerResources, ok: list[tuple[_Line, EmbeddingRequest]]
+) -> Iterator[tuple[_Line, EmbeddingRequest, list[np.ndarray]]]:
+    """Each valid line with its vectors, as soon as its last input is embedded (pieces of
+    several lines share the model's batches; long inputs are folded as in the route)."""
+    vectors: list[np.ndarray] = []
+    stream = iter_input_vectors(
+        [req for _, req in ok], res.embedder.embed, batch_size=res.settings.embed_batch_size
+    )
+    for r, i, vector in stream:
+        vectors.append(vector)
+        if i == len(ok[r][1].inputs) - 1:
+            yield ok[r][0], ok[r][1], vectors
+            vectors = []
 
 
 async def _embed_slices(res: WorkerResources, job: dict[str, Any], batch: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import procrastinate
 from procrastinate.jobs import Status
 
 from prepshelf.jobs.queue import BATCH_QUEUE, INGEST_QUEUE
+from prepshelf.jobs.runs import RUNS_QUEUE
 from prepshelf.settings import Settings
 from prepshelf.store import archives as archives_db
 from prepshelf.store import batches as batches_db
@@ -40,7 +41,7 @@ async def sweep(app: procrastinate.App, pool: Pool, settings: Settings) -> dict[
     requeued = failed = orphans = 0
     stalled = [
         qjob
-        for queue in (INGEST_QUEUE, BATCH_QUEUE)
+        for queue in (INGEST_QUEUE, BATCH_QUEUE, RUNS_QUEUE)
         for qjob in await app.job_manager.get_stalled_jobs(
             queue=queue, seconds_since_heartbeat=settings.stall_timeout_s
         )
@@ -94,8 +95,9 @@ def _died_error(job: dict[str, Any]) -> dict[str, Any]:
     return {
         "code": "server_error",
         "message": (
-            f"{job['filename'] or job['file_id']}: {stage}: the worker processing this file "
-            f"stopped {job['attempts']} times (killed, out of memory or crashed); giving up"
+            f"{job['filename'] or job['file_id'] or job['kind']}: {stage}: the worker "
+            f"processing it stopped {job['attempts']} times (killed, out of memory or "
+            "crashed); giving up"
         ),
         "stage": stage,
         "file_id": job["file_id"],

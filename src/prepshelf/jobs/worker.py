@@ -19,8 +19,9 @@ from pathlib import Path
 import procrastinate
 import psycopg
 
-from prepshelf.jobs import batch_embed, maintenance, prune_events
+from prepshelf.jobs import batch_embed, maintenance, prune_events, run_tasks
 from prepshelf.jobs.ingest import WorkerResources, run_ingest
+from prepshelf.jobs.process_heartbeat import process_heartbeat
 from prepshelf.jobs.queue import (
     BATCH_QUEUE,
     INGEST_QUEUE,
@@ -29,6 +30,7 @@ from prepshelf.jobs.queue import (
     build_app,
 )
 from prepshelf.jobs.retry import RequeueStrategy
+from prepshelf.jobs.runs import RUNS_QUEUE
 from prepshelf.jobs.sweeper import sweep
 from prepshelf.metrics import instrument_embedder
 from prepshelf.pipeline.embed import LocalEmbedder, default_model_dir
@@ -41,6 +43,8 @@ from prepshelf.store.db import open_pool, wait_for_database_async
 
 log = logging.getLogger(__name__)
 
+# One procrastinate sub-worker per queue in each worker process.
+SUB_WORKER_QUEUES = (INGEST_QUEUE, BATCH_QUEUE, RUNS_QUEUE, MAINTENANCE_QUEUE)
 _DB_WAIT_S = 300.0  # how long a worker waits for a lost database before giving up
 _MAX_QUICK_RESTARTS = 10
 
@@ -56,6 +60,7 @@ def _register_tasks(app: procrastinate.App, res: WorkerResources) -> None:
     maintenance.register(app, res)
     prune_events.register(app, res)
     batch_embed.register(app, res)
+    run_tasks.register(app, res)
 
     @app.periodic(cron=f"* * * * * */{every}", periodic_id="sweep")
     @app.task(name="prepshelf.sweep", queue=MAINTENANCE_QUEUE, queueing_lock="prepshelf.sweep")
@@ -94,7 +99,15 @@ async def run_worker(settings: Settings) -> None:
     )
     _register_tasks(app, res)
     try:
-        async with app.open_async():
+        async with (
+            app.open_async(),
+            process_heartbeat(
+                pool,
+                name=res.worker_name,
+                sub_workers=len(SUB_WORKER_QUEUES),
+                interval_s=settings.heartbeat_interval_s,
+            ),
+        ):
             await _run_until_stopped(app, res)
     finally:
         await pool.close()
@@ -162,9 +175,8 @@ async def _run_sub_workers(
         # sweeper runs while both are busy. Several ingest jobs at once let one file parse
         # while another is embedded (the model itself runs one call at a time).
         for queue, concurrency in (
-            (INGEST_QUEUE, ingest_concurrency),
-            (BATCH_QUEUE, 1),
-            (MAINTENANCE_QUEUE, 1),
+            (queue, ingest_concurrency if queue == INGEST_QUEUE else 1)
+            for queue in SUB_WORKER_QUEUES
         )
     ]
     loop = asyncio.get_running_loop()

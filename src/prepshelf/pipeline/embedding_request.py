@@ -1,22 +1,32 @@
-"""One /v1/embeddings request: validate the body, count its tokens, shape the answer.
+"""One /v1/embeddings request: validate the body, plan what the model embeds, shape the answer.
 
 Shared by the synchronous route and the batch worker, so a batch line and a direct call obey
-the same rules and produce the same bytes. Pure: no API, no queue, no model (only tokenizer).
+the same rules and produce the same bytes. Pure: no API, no queue, no model (only tokenizers).
+
+Rules, as OpenAI's: at most `max_inputs` inputs (2,048) and `max_total_tokens` tokens
+(300,000) per request, counted as sent (token-id arrays by their length, strings in the
+model's tokens). Token-id arrays are read with the vocabulary `token_ids` names (cl100k_base,
+what OpenAI-shaped clients send, or the model's own). An input longer than the model's window
+is split, truncated or refused as `long_input` says (`embedding_plan.py`).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import tokenizers
 
-from prepshelf.errors import InvalidRequestError, NotFoundError, PayloadTooLargeError
+from prepshelf.errors import InvalidRequestError, NotFoundError
+from prepshelf.pipeline import cl100k
+from prepshelf.pipeline.embedding_plan import InputPlan, LongInput, plan_input
 
 ENCODINGS = ("float", "base64")
+TokenIds = Literal["cl100k_base", "model"]
 
 
 class ModelNotFoundError(NotFoundError):
@@ -25,32 +35,41 @@ class ModelNotFoundError(NotFoundError):
     code = "model_not_found"
 
 
-class ContextLengthError(InvalidRequestError):
-    """An input is longer than the model's window (we refuse rather than truncate)."""
+class TooManyTokensError(InvalidRequestError):
+    """More tokens in one request than allowed (OpenAI's type and code)."""
 
-    code = "context_length_exceeded"
+    error_type = "max_tokens_per_request"
+    code = "max_tokens_per_request"
 
 
 @dataclass(frozen=True)
 class EmbeddingLimits:
     model_ids: frozenset[str]  # names accepted in `model`
     dimensions: int
-    max_input_tokens: int  # per input, special tokens excluded
+    max_input_tokens: int  # the model's window per piece, special tokens excluded
     max_inputs: int
     max_total_tokens: int | None
-    too_large_hint: str = ""  # appended to 413 messages
+    too_large_hint: str = ""  # appended to the too-many messages
+    token_ids: TokenIds = "cl100k_base"
+    long_input: LongInput = "split"
 
 
 @dataclass(frozen=True)
 class EmbeddingRequest:
     model: str
-    texts: list[str]
-    token_counts: list[int]
+    inputs: list[InputPlan]
     encoding_format: str
+    request_tokens: int  # as counted against max_total_tokens
 
     @property
     def prompt_tokens(self) -> int:
-        return sum(self.token_counts)
+        """What was embedded (a truncated input counts its first window only)."""
+        return sum(plan.tokens for plan in self.inputs)
+
+    @property
+    def texts(self) -> list[str]:
+        """Every piece the model embeds, input by input."""
+        return [piece for plan in self.inputs for piece in plan.pieces]
 
 
 def count_inputs(raw: Any) -> int:
@@ -62,7 +81,48 @@ def count_inputs(raw: Any) -> int:
     return 0
 
 
-def _texts(raw: Any, tokenizer: tokenizers.Tokenizer) -> tuple[list[str], list[int] | None]:
+def model_not_found(model: str, served: Iterable[str]) -> ModelNotFoundError:
+    names = ", ".join(f"`{m}`" for m in sorted(served))
+    return ModelNotFoundError(
+        f"The model `{model}` does not exist or you do not have access to it. "
+        f"This server serves: {names} (GET /v1/models lists them).",
+        param="model",
+    )
+
+
+def check_unicode(text: str, *, param: str, where: str = "") -> None:
+    """JSON may carry lone surrogates (`"\\ud800"`); they are no text a tokenizer can read."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequestError(
+            f"Invalid '{where or param}': not valid Unicode ({exc.reason} at position {exc.start})",
+            param=param,
+        ) from None
+
+
+def _is_id(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _decode_ids(
+    ids: list[int], index: int, tokenizer: tokenizers.Tokenizer, token_ids: TokenIds
+) -> str:
+    if token_ids == "cl100k_base":
+        return cl100k.decode(ids, index=index)
+    vocab = tokenizer.get_vocab_size()
+    if not all(0 <= t < vocab for t in ids):
+        raise InvalidRequestError(
+            f"Invalid 'input[{index}]': token ids must be integers in [0, {vocab}) "
+            "(PREPSHELF_EMBEDDINGS_TOKEN_IDS=model: ids of the served model's vocabulary)",
+            param="input",
+        )
+    return str(tokenizer.decode(ids))
+
+
+def _texts(
+    raw: Any, tokenizer: tokenizers.Tokenizer, token_ids: TokenIds
+) -> tuple[list[str], list[int] | None]:
     """Strings as given; token-id arrays decoded (their counts are their lengths)."""
     bad = InvalidRequestError(
         "'input' must be a string, an array of strings, an array of token ids, "
@@ -80,21 +140,14 @@ def _texts(raw: Any, tokenizer: tokenizers.Tokenizer) -> tuple[list[str], list[i
                     f"Invalid 'input[{i}]': empty string; every input must be non-empty",
                     param="input",
                 )
+            check_unicode(text, param="input", where=f"input[{i}]")
         return list(raw), None
-    if all(isinstance(x, int) and not isinstance(x, bool) for x in raw):
+    if all(_is_id(x) for x in raw):
         raw = [raw]
-    if not all(isinstance(x, list) and x for x in raw):
+    if not all(isinstance(x, list) and x and all(_is_id(t) for t in x) for x in raw):
         raise bad
-    vocab = tokenizer.get_vocab_size()
-    texts, counts = [], []
-    for i, ids in enumerate(raw):
-        if not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < vocab for t in ids):
-            raise InvalidRequestError(
-                f"Invalid 'input[{i}]': token ids must be integers in [0, {vocab})", param="input"
-            )
-        texts.append(tokenizer.decode(ids))
-        counts.append(len(ids))
-    return texts, counts
+    texts = [_decode_ids(ids, i, tokenizer, token_ids) for i, ids in enumerate(raw)]
+    return texts, [len(ids) for ids in raw]
 
 
 def parse_request(
@@ -107,9 +160,7 @@ def parse_request(
     if not isinstance(model, str) or not model:
         raise InvalidRequestError("you must provide a model parameter", param="model")
     if model not in limits.model_ids:
-        raise ModelNotFoundError(
-            f"The model `{model}` does not exist or you do not have access to it."
-        )
+        raise model_not_found(model, limits.model_ids)
     encoding = body.get("encoding_format") or "float"
     if encoding not in ENCODINGS:
         raise InvalidRequestError(
@@ -127,31 +178,28 @@ def parse_request(
         raise InvalidRequestError("'input' is a required property", param="input")
     n = count_inputs(body["input"])
     if n > limits.max_inputs:
-        raise PayloadTooLargeError(
-            f"Too many inputs: {n} (at most {limits.max_inputs} per request)."
+        raise InvalidRequestError(
+            f"Invalid 'input': {n} inputs, at most {limits.max_inputs} per request."
             f"{limits.too_large_hint}",
             param="input",
         )
-    texts, counts = _texts(body["input"], tokenizer)
-    if counts is None:
-        encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
-        counts = [len(e.ids) for e in encodings]
-    for i, count in enumerate(counts):
-        if count > limits.max_input_tokens:
-            raise ContextLengthError(
-                f"This model's maximum context length is {limits.max_input_tokens} tokens, "
-                f"however input[{i}] has {count} tokens. Shorten the input: prepshelf does not "
-                "truncate, because a vector of a truncated text silently misrepresents it.",
-                param="input",
-            )
+    texts, sent_counts = _texts(body["input"], tokenizer, limits.token_ids)
+    encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
+    counts = sent_counts or [len(e.ids) for e in encodings]
+    plans = [
+        plan_input(text, enc, window=limits.max_input_tokens, policy=limits.long_input, index=i)
+        for i, (text, enc) in enumerate(zip(texts, encodings, strict=True))
+    ]
     total = sum(counts)
     if limits.max_total_tokens is not None and total > limits.max_total_tokens:
-        raise PayloadTooLargeError(
-            f"Too many tokens in one request: {total} (at most {limits.max_total_tokens})."
+        raise TooManyTokensError(
+            f"Requested {total} tokens, max {limits.max_total_tokens} tokens per request."
             f"{limits.too_large_hint}",
             param="input",
         )
-    return EmbeddingRequest(model=model, texts=texts, token_counts=counts, encoding_format=encoding)
+    return EmbeddingRequest(
+        model=model, inputs=plans, encoding_format=encoding, request_tokens=total
+    )
 
 
 def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:
@@ -161,20 +209,39 @@ def encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str
     return [float(x) for x in np.asarray(vector, dtype=np.float32)]
 
 
+def _embedding_object(index: int, vector: np.ndarray, encoding_format: str) -> dict[str, Any]:
+    return {
+        "object": "embedding",
+        "index": index,
+        "embedding": encode_vector(vector, encoding_format),
+    }
+
+
+def _usage(request: EmbeddingRequest) -> dict[str, int]:
+    tokens = request.prompt_tokens
+    return {"prompt_tokens": tokens, "total_tokens": tokens}
+
+
 def response_body(
     request: EmbeddingRequest, vectors: Sequence[np.ndarray] | np.ndarray
 ) -> dict[str, Any]:
-    tokens = request.prompt_tokens
+    """The answer for one vector per input (the batch worker's form)."""
     return {
         "object": "list",
         "data": [
-            {
-                "object": "embedding",
-                "index": i,
-                "embedding": encode_vector(vec, request.encoding_format),
-            }
-            for i, vec in enumerate(vectors)
+            _embedding_object(i, vec, request.encoding_format) for i, vec in enumerate(vectors)
         ],
         "model": request.model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        "usage": _usage(request),
     }
+
+
+def render_response(request: EmbeddingRequest, vectors: Iterable[tuple[int, np.ndarray]]) -> bytes:
+    """The same answer as JSON bytes, each vector encoded as soon as it arrives, so the
+    caller never holds the numeric vectors of the whole request at once."""
+    parts = [
+        json.dumps(_embedding_object(i, vec, request.encoding_format), separators=(",", ":"))
+        for i, vec in vectors
+    ]
+    tail = json.dumps({"model": request.model, "usage": _usage(request)}, separators=(",", ":"))
+    return ('{"object":"list","data":[' + ",".join(parts) + "]," + tail[1:]).encode()

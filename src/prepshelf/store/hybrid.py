@@ -151,3 +151,43 @@ async def hybrid_search(
         )
     fused = fuse(vector_hits, text_hits, weights)
     return [h for h in fused if h["score"] >= score_threshold][:limit]
+
+
+async def search(
+    conn: AsyncConnection[Any],
+    *,
+    store_id: str,
+    dimensions: int,
+    query: str,
+    query_vector: np.ndarray,
+    limit: int,
+    filters: dict[str, Any] | None,
+    score_threshold: float,
+    weights: HybridWeights | None,
+    ef_search: int = 200,
+) -> list[Row]:
+    """One query against a store: vector search, or hybrid when fusion weights are given.
+    The search route and evaluation runs both search through here."""
+    if weights is None:
+        return await search_chunks(
+            conn,
+            store_id=store_id,
+            dimensions=dimensions,
+            query_vector=query_vector,
+            limit=limit,
+            filters=filters,
+            score_threshold=score_threshold,
+            ef_search=ef_search,
+        )
+    return await hybrid_search(
+        conn,
+        store_id=store_id,
+        dimensions=dimensions,
+        query=query,
+        query_vector=query_vector,
+        limit=limit,
+        filters=filters,
+        score_threshold=score_threshold,
+        weights=weights,
+        ef_search=ef_search,
+    )

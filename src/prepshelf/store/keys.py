@@ -30,6 +30,11 @@ def new_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+def display_prefix(key: str) -> str:
+    """The part of a key that may be shown (lists, logs): enough to tell keys apart."""
+    return key[:_DISPLAY_CHARS]
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 

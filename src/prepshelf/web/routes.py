@@ -12,7 +12,12 @@ from prepshelf.errors import NotFoundError
 router = APIRouter(include_in_schema=False)
 
 _STATIC = Path(__file__).parent / "static"
-_ASSETS = {"app.js": "text/javascript", "app.css": "text/css"}
+_ASSETS = {
+    "app.js": "text/javascript",
+    "app.css": "text/css",
+    "evals.js": "text/javascript",
+    "evals.css": "text/css",
+}
 # The page is tiny and versioned with the package; revalidate so an upgrade shows at once.
 _HEADERS = {"Cache-Control": "no-cache"}
 

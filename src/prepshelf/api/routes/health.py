@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+
+from prepshelf.store import workers as workers_db
 
 router = APIRouter(tags=["health"])
 
@@ -17,30 +17,29 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    """Ready when the database answers; also says whether any worker is alive to do work."""
+    """Ready when the database answers; also says whether any worker process is alive to do
+    work, and whether the query model (searches, /v1/embeddings) is loaded."""
     settings = request.app.state.settings
+    window = settings.stall_timeout_s
     try:
         async with request.app.state.pool.connection(timeout=5) as conn:
-            row: dict[str, Any] | None = await (
-                await conn.execute(
-                    """SELECT
-                     (SELECT count(*) FROM procrastinate_workers
-                       WHERE last_heartbeat > now() - make_interval(secs => %s)) AS live_workers,
-                     (SELECT count(*) FROM procrastinate_jobs
-                       WHERE status = 'todo' AND queue_name = 'ingest') AS queue_depth""",
-                    [settings.stall_timeout_s],
-                )
-            ).fetchone()
+            counts = await workers_db.live_counts(conn, within_s=window)
     except Exception as exc:
         return JSONResponse({"status": "unavailable", "database": str(exc)}, status_code=503)
-    assert row is not None
-    # Sub-workers register separately (ingest + maintenance) per process.
     body = {
         "status": "ok",
         "database": "ok",
-        "live_workers": int(row["live_workers"]),
-        "queue_depth": int(row["queue_depth"]),
+        "live_workers": counts.processes,
+        "live_sub_workers": counts.sub_workers,
+        "workers_counted": (
+            f"live_workers: `prepshelf worker` processes with a heartbeat in the last "
+            f"{window:g} s; live_sub_workers: their queue consumers beating in that time, one "
+            f"per queue (ingest, batch, maintenance), {counts.sub_workers_declared} declared "
+            "by the live processes"
+        ),
+        "queue_depth": counts.queue_depth,
+        "query_model": request.app.state.query_embedder.status(),
     }
-    if not row["live_workers"]:
+    if not counts.processes:
         body["warning"] = "no live worker: queued jobs will wait until a worker starts"
     return JSONResponse(body)

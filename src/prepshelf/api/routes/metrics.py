@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from prepshelf.api.metrics import database_families, render
+from prepshelf.api.metrics_evals import eval_families
 
 router = APIRouter(tags=["health"])
 
@@ -14,4 +15,6 @@ router = APIRouter(tags=["health"])
 async def metrics(request: Request) -> Response:
     async with request.app.state.pool.connection(timeout=5) as conn:
         families = await database_families(conn)
+        limit = request.app.state.settings.eval_metrics_max_evals
+        families += await eval_families(conn, limit=limit)
     return Response(render(families), media_type=CONTENT_TYPE_LATEST)

@@ -19,7 +19,6 @@ from prepshelf.jobs.cancel import cancel_jobs_of_store
 from prepshelf.jobs.enqueue import AttachItem, attach_files
 from prepshelf.settings import Settings
 from prepshelf.store import hybrid as hybrid_db
-from prepshelf.store import search as search_db
 from prepshelf.store import vector_stores as stores_db
 from prepshelf.store.hybrid import HybridWeights
 
@@ -132,18 +131,18 @@ async def _search_one(
     weights: HybridWeights | None,
     ef_search: int,
 ) -> list[dict[str, Any]]:
-    common: dict[str, Any] = {
-        "store_id": store["id"],
-        "dimensions": store["dimensions"],
-        "query_vector": vector,
-        "limit": body.max_num_results,
-        "filters": body.filters,
-        "score_threshold": threshold,
-        "ef_search": ef_search,
-    }
-    if weights is None:
-        return await search_db.search_chunks(conn, **common)
-    return await hybrid_db.hybrid_search(conn, query=query, weights=weights, **common)
+    return await hybrid_db.search(
+        conn,
+        store_id=store["id"],
+        dimensions=store["dimensions"],
+        query=query,
+        query_vector=vector,
+        limit=body.max_num_results,
+        filters=body.filters,
+        score_threshold=threshold,
+        weights=weights,
+        ef_search=ef_search,
+    )
 
 
 @router.post("/{vector_store_id}/search")
@@ -154,6 +153,15 @@ async def search_vector_store(
     project: ProjectDep,
     conn: ConnDep,
 ) -> dict[str, Any]:
+    if body.rewrite_query:
+        # OpenAI rewrites the query with a language model; there is none here, and silently
+        # searching the unrewritten query would answer a different question.
+        raise InvalidRequestError(
+            "rewrite_query is not supported: prepshelf has no language model to rewrite "
+            "queries with. Omit it (or send false) and pass the query you want searched; "
+            "a list of up to 16 phrasings is searched together.",
+            param="rewrite_query",
+        )
     store = await load_store(conn, project, vector_store_id)
     _refuse_expired(store)
     queries = [body.query] if isinstance(body.query, str) else list(body.query)

@@ -458,6 +458,7 @@ async function route() {
   try {
     if (parts[0] === "stores" && parts[1]) await showStore(decodeURIComponent(parts[1]), params);
     else if (parts[0] === "jobs" && parts[1]) await showJob(decodeURIComponent(parts[1]));
+    else if (window.prepshelfViews?.[parts[0]]) await window.prepshelfViews[parts[0]](parts.slice(1), params);
     else await showStores();
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 401)) {
