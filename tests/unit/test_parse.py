@@ -115,7 +115,7 @@ _BAD = {
     "bad/empty.pdf": (InvalidFileError, r"^empty file \(0 bytes\)$"),
     # Since OCR (issue 15): a 16×16 smiley PNG named .pdf is read as the image it is, and holds
     # no text; the CCITT "scan" is the same smiley as a fax image in a 3.84 pt PDF page.
-    # bad/loremipsum-flat.pdf, a real scan, now parses (test_ocr.py).
+    # bad/loremipsum-flat.pdf, a real scan, now parses (test_ocr.py, test_scans.py).
     "bad/smile.pdf": (InvalidFileError, r"^no text found by OCR \(1 page\(s\) OCR'd with eng"),
     "bad/CantinaBand3.txt": (UnsupportedFileError, "^content is a RIFF/WAV audio file, not text$"),
     "bad/imagemagick-CCITTFaxDecode.pdf": (
