@@ -7,7 +7,8 @@
 set -euo pipefail
 want=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-deu tesseract-ocr-fra tesseract-ocr-spa
       tesseract-ocr-osd ffmpeg)
-if [ "${1:-}" = "--test" ]; then want+=(chromium chromium-driver); fi
+# fonts-dejavu-core: the OCR tests render known text with a real TrueType font.
+if [ "${1:-}" = "--test" ]; then want+=(chromium chromium-driver fonts-dejavu-core); fi
 missing=()
 for pkg in "${want[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -240,6 +240,48 @@ class Settings(BaseSettings):
         "(the most recently run)",
     )
 
+    # --- OCR settings (scans and images issue; docs/ocr.md) ---
+    ocr_enabled: bool = Field(
+        default=True, description="OCR scanned PDF pages and images; false = they fail as before"
+    )
+    ocr_languages: str | None = Field(
+        default=None,
+        description="Tesseract languages joined by '+', e.g. eng+deu; unset = every installed "
+        "language (eng first). A store's metadata or a file's attributes `ocr_languages` narrow it",
+    )
+    ocr_tessdata_dir: Path | None = Field(
+        default=None,
+        description="Tesseract language data directory; unset = TESSDATA_PREFIX, the Debian and "
+        "Homebrew locations, then what the tesseract binary reports",
+    )
+    ocr_dpi: int = Field(default=300, ge=72, le=1200, description="PDF pages render at this DPI")
+    ocr_max_page_pixels: int = Field(
+        default=40_000_000,
+        gt=0,
+        description="Pixels per image or page: a larger image fails; a larger PDF page renders at "
+        "a lower DPI",
+    )
+    ocr_max_pages: int = Field(
+        default=1000, gt=0, description="Pages OCR'd per file; a file that needs more fails"
+    )
+    ocr_page_timeout_s: float = Field(default=120.0, gt=0, description="OCR time per page")
+    ocr_timeout_s: float = Field(
+        default=3600.0, gt=0, description="OCR time per file (on top of PREPSHELF_PARSE_TIMEOUT_S)"
+    )
+    ocr_min_confidence: float = Field(
+        default=50.0,
+        ge=0,
+        le=100,
+        description="Pages whose mean word confidence (0..100) is lower are left out of the index "
+        "and listed in the job's result; 0 keeps everything",
+    )
+    ocr_page_min_chars: int = Field(
+        default=20,
+        ge=0,
+        description="A PDF page with an image and fewer letters/digits than this in its text "
+        "layer is OCR'd",
+    )
+
     @field_validator("sync_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: object) -> object:

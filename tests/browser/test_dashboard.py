@@ -127,3 +127,55 @@ def test_dashboard_asset_routes_need_no_key(service: Service) -> None:
     assert httpx.get(f"{base}/ui/app.css").headers["content-type"].startswith("text/css")
     assert httpx.get(f"{base}/ui/secrets.txt").status_code == 404
     assert httpx.get(f"{base}/v1/vector_stores").status_code == 401  # the data is not open
+
+
+def test_dashboard_shows_ocr_pages_live_and_the_ocr_report(service: Service, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    from support.scans import (
+        INVOICE,
+        LIGHTHOUSE,
+        QUARTERMASTER,
+        ZEPHYR,
+        encode,
+        text_page,
+        tiff_pages,
+    )
+
+    client = service.openai()
+    store = client.vector_stores.create(name="scans demo", metadata={"ocr_languages": "eng"})
+    scan = encode(text_page(QUARTERMASTER), "PNG")
+    dense = text_page(*([QUARTERMASTER, ZEPHYR, INVOICE, LIGHTHOUSE] * 8), size=(2400, 3000))
+    ids = {
+        name: client.files.create(file=(name, data), purpose="assistants").id
+        for name, data in (("scan.png", scan), ("book.tif", tiff_pages(*([dense] * 40))))
+    }
+    page.goto(f"http://127.0.0.1:{service.port}/ui")
+    if page.locator("#api-key").is_visible():  # this test may run alone
+        page.fill("#api-key", service.api_key)
+        page.click("#key-save")
+    page.get_by_role("link", name="scans demo").click()
+    expect(page.locator("#live")).to_be_visible()
+    client.vector_stores.file_batches.create(vector_store_id=store.id, file_ids=list(ids.values()))
+
+    # The 40-page scan shows its OCR stage counting pages live; Cancel stops it midway.
+    book = page.locator(f"tr.file[data-file-id='{ids['book.tif']}']")
+    expect(book.get_by_role("progressbar")).to_contain_text(
+        re.compile(r"ocr · \d+/40 pages"), timeout=120_000
+    )
+    book.get_by_role("button", name="Cancel").click()
+    expect(book.locator(".badge")).to_have_text("cancelled", timeout=120_000)
+
+    png = page.locator(f"tr.file[data-file-id='{ids['scan.png']}']")
+    expect(png.locator(".badge")).to_have_text("completed", timeout=120_000)
+    page.get_by_label("search query").fill("quartermaster counted salted herring")
+    page.get_by_role("button", name="Search").click()
+    first = page.locator(".results .hit").first
+    expect(first).to_contain_text("scan.png", timeout=60_000)
+    expect(first.locator(".place")).to_contain_text("p. 1 · OCR")
+
+    job_id = client.vector_stores.files.retrieve(
+        vector_store_id=store.id, file_id=ids["scan.png"]
+    ).model_extra["job_id"]
+    page.goto(f"http://127.0.0.1:{service.port}/ui#/jobs/{job_id}")
+    expect(page.locator("dd", has_text="1 page(s) with eng")).to_be_visible(timeout=30_000)

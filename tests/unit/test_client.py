@@ -200,3 +200,31 @@ def test_rich_view_follows_a_batch_without_crashing(n: int) -> None:
     out.table(["file", "status"], [(s.name, s.status) for s in states])
     text = stream.getvalue()
     assert "f1.txt" in text and "boom" in text
+
+
+def test_ocr_progress_shows_its_stage_and_pages() -> None:
+    from prepshelf.client.render import RichIngestView
+
+    states = _states()
+    seen: list[tuple[str | None, int, int | None, str | None]] = []
+    ocr = {"done": 3, "total": 12, "unit": "pages"}
+    watch.apply_job(
+        states,
+        _job("file-b", "running", stage="ocr", progress=ocr),
+        lambda s: seen.append((s.stage, s.done, s.total, s.unit)),
+    )
+    assert seen == [("ocr", 3, 12, "pages")]
+    view = RichIngestView(Output(io.StringIO(), rich=True), 2)
+    view.watching(list(states.values()))
+    view.changed(states["file-b"])
+    (bar,) = [t for t in view.progress.tasks if t.description.startswith("b.pdf")]
+    assert bar.description == "b.pdf [dim]ocr · pages[/dim]"
+    assert (bar.completed, bar.total) == (3, 12)
+
+
+def test_search_lines_name_the_page_and_ocr() -> None:
+    from prepshelf.client.queries import _where
+
+    assert _where({"page": 3, "page_end": 4, "ocr": True, "topic": "x"}) == "  p. 3-4 (OCR)"
+    assert _where({"page": 2.0, "page_end": 2.0, "ocr": False}) == "  p. 2"  # SDK-style floats
+    assert _where({"topic": "x"}) == "" and _where({"page": True}) == ""

@@ -13,8 +13,8 @@ from tests.unit import sandbox_targets
 
 from prepshelf.errors import InvalidFileError, UnsupportedFileError
 from prepshelf.pipeline.sandbox import parse_in_subprocess, shutdown_sandbox
+from support.corpus import CORPUS, needs_corpus
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "dev"
 LIMIT = 1024 * 2**20
 
 
@@ -43,7 +43,7 @@ def test_parses_in_child(text_file: Path) -> None:
     assert (doc.text, doc.kind, doc.encoding) == ("Hello sandbox\n\nworld", "text", "utf-8")
 
 
-@pytest.mark.skipif(not CORPUS.is_dir(), reason=f"dev corpus not found at {CORPUS}")
+@needs_corpus
 def test_real_parse_errors_keep_class_and_message() -> None:
     with pytest.raises(InvalidFileError, match=r"^encrypted PDF: a user password is required"):
         parse_in_subprocess(
@@ -52,9 +52,12 @@ def test_real_parse_errors_keep_class_and_message() -> None:
             timeout_s=60,
             memory_limit_bytes=LIMIT,
         )
-    with pytest.raises(UnsupportedFileError, match="PNG image"):
+    with pytest.raises(UnsupportedFileError, match="RIFF/WAV audio"):
         parse_in_subprocess(
-            CORPUS / "bad" / "smile.pdf", "smile.pdf", timeout_s=60, memory_limit_bytes=LIMIT
+            CORPUS / "bad" / "CantinaBand3.txt",
+            "CantinaBand3.txt",
+            timeout_s=60,
+            memory_limit_bytes=LIMIT,
         )
 
 

@@ -12,14 +12,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from prepshelf.errors import InvalidFileError, UnsupportedFileError
 from prepshelf.pipeline.sniff import sniff_file
-
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "dev"
-needs_corpus = pytest.mark.skipif(
-    not (CORPUS / "MANIFEST.tsv").is_file(), reason=f"dev corpus not found at {CORPUS}"
-)
+from support.corpus import CORPUS, needs_corpus
 
 
 def _manifest() -> list[dict[str, str]]:
@@ -41,8 +38,7 @@ def test_corpus_kind_matches_manifest(row: dict[str, str]) -> None:
 
 @needs_corpus
 def test_corpus_renamed_and_empty_files() -> None:
-    with pytest.raises(UnsupportedFileError, match="content is a PNG image, not a document"):
-        sniff_file(CORPUS / "bad" / "smile.pdf", "smile.pdf")
+    assert sniff_file(CORPUS / "bad" / "smile.pdf", "smile.pdf") == "png"  # read by OCR
     with pytest.raises(UnsupportedFileError, match="content is a RIFF/WAV audio file, not text"):
         sniff_file(CORPUS / "bad" / "CantinaBand3.txt", "CantinaBand3.txt")
     with pytest.raises(InvalidFileError, match=r"^empty file \(0 bytes\)$"):
@@ -58,8 +54,7 @@ def _write(tmp_path: Path, name: str, data: bytes) -> Path:
 @pytest.mark.parametrize(
     ("data", "what"),
     [
-        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "JPEG image"),
-        (b"GIF89a\x01\x00", "GIF image"),
+        (b"\x00\x00\x01\x00\x01\x00", "Windows icon"),
         (b"\x7fELF\x02\x01\x01\x00", "ELF executable"),
         (b"MZ\x90\x00\x03\x00\x00\x00", "Windows executable"),
         (b"\x00\x00\x00\x18ftypmp42\x00\x00", "MP4/QuickTime"),
@@ -144,3 +139,36 @@ def test_nul_policy(tmp_path: Path) -> None:
     binary = bytes(range(256)) * 20
     with pytest.raises(UnsupportedFileError, match="NUL bytes"):
         sniff_file(_write(tmp_path, "blob.txt", binary), "blob.txt")
+
+
+def _image_bytes(fmt: str, **options: object) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("L", (40, 20), 255).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "kind"),
+    [
+        ("PNG", "png"),
+        ("JPEG", "jpeg"),
+        ("TIFF", "tiff"),
+        ("WEBP", "webp"),
+        ("BMP", "bmp"),
+        ("GIF", "gif"),
+    ],
+)
+def test_images_are_documents_sniffed_by_content(tmp_path: Path, fmt: str, kind: str) -> None:
+    data = _image_bytes(fmt)
+    for name in ("scan.pdf", "scan.txt", "scan"):
+        assert sniff_file(_write(tmp_path, name, data), name) == kind
+
+
+def test_text_starting_with_bm_is_not_a_bitmap(tmp_path: Path) -> None:
+    path = _write(tmp_path, "notes.txt", b"BMW and BMX are brands, not bitmap headers.\n" * 3)
+    assert sniff_file(path, "notes.txt") == "text"
+
+
+def test_bigtiff_magic_is_tiff(tmp_path: Path) -> None:
+    path = _write(tmp_path, "big.tif", b"II+\x00\x08\x00\x00\x00" + b"\x00" * 64)
+    assert sniff_file(path, "big.tif") == "tiff"

@@ -107,7 +107,7 @@ def job_object(row: Row) -> dict[str, Any]:
         "attempts": row["attempts"],
         "attempt_log": row["attempt_log"],
         "error": row["error"],
-        "result": row.get("result"),  # an archive's members: ingested, refused, failed
+        "result": row.get("result"),  # archive: its members; a scan: what OCR did (result.ocr)
         "worker": row["worker"],
         "heartbeat_at": ts(row["heartbeat_at"]),
         "created_at": ts(row["created_at"]),

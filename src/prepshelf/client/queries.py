@@ -81,6 +81,18 @@ async def search(config: ClientConfig, *, store: str, query: str, n: int, out: O
         snippet = " ".join(text.split())
         if len(snippet) > 240:
             snippet = snippet[:237] + "..."
-        out.line(f"{rank}. {hit['score']:.3f}  {hit.get('filename') or hit['file_id']}")
+        where = _where(hit.get("attributes") or {})
+        out.line(f"{rank}. {hit['score']:.3f}  {hit.get('filename') or hit['file_id']}{where}")
         out.line(f"   {snippet}")
     return 0
+
+
+def _where(attributes: dict[str, Any]) -> str:
+    """'  p. 3-4 (OCR)' from a hit's chunk attributes; empty for documents without pages."""
+    page, last = attributes.get("page"), attributes.get("page_end")
+    if not isinstance(page, int | float) or isinstance(page, bool):
+        return ""
+    pages = f"p. {int(page)}"
+    if isinstance(last, int | float) and last != page:
+        pages += f"-{int(last)}"
+    return f"  {pages}" + (" (OCR)" if attributes.get("ocr") is True else "")

@@ -25,6 +25,7 @@ class FileState:
     done: int = 0
     total: int | None = None
     error: str | None = None
+    unit: str | None = None  # what done/total count: chunks, or pages while OCR reads a scan
     reused: bool = False  # failed before with the same bytes: attached again, not uploaded
 
     @property
@@ -191,7 +192,8 @@ class RichIngestView:
             return
         if state.status == "running" or self._show_all:
             bar = self._bar(state)
-            stage = f" [dim]{state.stage}[/dim]" if state.stage else ""
+            unit = f" · {state.unit}" if state.unit and state.total else ""
+            stage = f" [dim]{state.stage}{unit}[/dim]" if state.stage else ""
             self.progress.update(
                 bar, description=f"{state.name}{stage}", total=state.total, completed=state.done
             )

@@ -49,13 +49,14 @@ def apply_job(states: dict[str, FileState], job: dict[str, Any], on_change: OnCh
         int(progress.get("done") or 0),
         progress.get("total"),
         error.get("message") if isinstance(error, dict) else (str(error) if error else None),
+        progress.get("unit"),
     )
-    old = (state.status, state.stage, state.done, state.total, state.error)
+    old = (state.status, state.stage, state.done, state.total, state.error, state.unit)
     if new == old or (state.final and status not in ("failed", "cancelled", "completed")):
         # A late or replayed event never moves a finished file back.
         return
     was_final = state.final
-    state.status, state.stage, state.done, state.total, state.error = new
+    state.status, state.stage, state.done, state.total, state.error, state.unit = new
     if not (was_final and state.final):
         on_change(state)
 

@@ -28,9 +28,11 @@ import psycopg
 from prepshelf import logs, metrics
 from prepshelf.errors import FileProcessingError, InvalidFileError
 from prepshelf.jobs.expand import expand_archive_job
+from prepshelf.jobs.ocr import OcrCancelled, OcrProgress, ocr_options, requested_languages
 from prepshelf.jobs.retry import RequeueJob, backoff_delay
 from prepshelf.pipeline.chunk import ChunkingStrategy, chunk_text
 from prepshelf.pipeline.embed import Embedder, embedding_cache_model
+from prepshelf.pipeline.pages import chunk_attributes
 from prepshelf.pipeline.parse import ArchiveFileError
 from prepshelf.pipeline.sandbox import parse_in_subprocess
 from prepshelf.pipeline.tokenizer import load_tokenizer
@@ -142,7 +144,8 @@ def _error_body(job: dict[str, Any], err: _StageError, *, transient: bool) -> di
 async def _load_context(res: WorkerResources, job: dict[str, Any]) -> dict[str, Any]:
     async with res.pool.connection() as conn:
         cur = await conn.execute(
-            """SELECT f.filename, f.blob_key, f.sha256, vsf.chunking_strategy, vs.embedding_model
+            """SELECT f.filename, f.blob_key, f.sha256, vsf.chunking_strategy, vs.embedding_model,
+                      vsf.attributes, vs.metadata
                FROM vector_store_files vsf
                JOIN files f ON f.id = vsf.file_id
                JOIN vector_stores vs ON vs.id = vsf.vector_store_id
@@ -152,6 +155,7 @@ async def _load_context(res: WorkerResources, job: dict[str, Any]) -> dict[str, 
         row = await cur.fetchone()
     if row is None:
         raise JobCancelled("the file left the store")
+    row["ocr_languages"] = requested_languages(res.settings, row["attributes"], row["metadata"])
     return row
 
 
@@ -212,6 +216,8 @@ async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: dict[str, A
                 sha256=ctx["sha256"],
                 chunking_strategy=ctx["chunking_strategy"],
                 model=ctx["embedding_model"],
+                job_id=job["id"],
+                ocr_languages=ctx["ocr_languages"],
             )
             if copied is None or copied[1] == 0:
                 # A plain return would commit the DELETE of earlier chunks: roll back instead.
@@ -243,6 +249,7 @@ async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: dict[str, A
 async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]) -> None:
     s = res.settings
     await _enter_stage(res, job, "parsing")
+    progress = OcrProgress(res.pool, job)  # scanned pages: stage "ocr", progress in pages
 
     def parse() -> Any:
         # The sandbox reads a real file: the blob itself, or a temporary download from S3.
@@ -250,14 +257,20 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[
             return parse_in_subprocess(
                 path,
                 ctx["filename"],
-                timeout_s=s.parse_timeout_s,
+                # OCR has its own time limits inside; this hard stop covers both.
+                timeout_s=s.parse_timeout_s + s.ocr_timeout_s,
                 memory_limit_bytes=s.parse_memory_limit_mb * 1024 * 1024,
+                ocr=ocr_options(s, ctx["ocr_languages"]),
+                on_progress=progress.update,
             )
 
     try:
-        doc = await asyncio.to_thread(parse)
+        async with progress.running():
+            doc = await asyncio.to_thread(parse)
+    except OcrCancelled as exc:
+        raise JobCancelled("cancel requested") from exc
     except Exception as exc:
-        raise _StageError("parsing", exc) from exc
+        raise _StageError(job["stage"], exc) from exc  # "parsing", or "ocr" once pages were read
 
     await _enter_stage(res, job, "chunking")
     static = ctx["chunking_strategy"]["static"]
@@ -273,7 +286,14 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[
         raise _StageError("chunking", exc) from exc
 
     rows = [
-        (p.index, p.text, hashlib.sha256(p.text.encode()).digest(), p.token_count) for p in pieces
+        (
+            p.index,
+            p.text,
+            hashlib.sha256(p.text.encode()).digest(),
+            p.token_count,
+            chunk_attributes(doc.page_spans, p.char_start, p.char_end),
+        )
+        for p in pieces
     ]
     try:
         async with res.pool.connection() as conn, conn.transaction():
@@ -282,10 +302,14 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[
             await chunks_db.replace_chunks(
                 conn, store_id=job["vector_store_id"], file_id=job["file_id"], chunks=rows
             )
+            if doc.ocr is not None:
+                result = {**doc.ocr.as_result(), "requested_languages": ctx["ocr_languages"]}
+                await jobs_db.set_result(conn, job_id=job["id"], result={"ocr": result})
             await jobs_db.set_stage(
                 conn,
                 job_id=job["id"],
                 stage="embedding",
+                progress_done=0,
                 progress_total=len(rows),
                 progress_unit="chunks",
                 chunks_stored=True,

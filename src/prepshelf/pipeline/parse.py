@@ -7,16 +7,21 @@ Pure and synchronous; run it through `sandbox.parse_in_subprocess` for untrusted
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from prepshelf.errors import FileProcessingError, InvalidFileError, UnsupportedFileError
-from prepshelf.pipeline.formats import Extracted
+from prepshelf.pipeline.formats import Extracted, PageText
 from prepshelf.pipeline.formats.html import extract_html
+from prepshelf.pipeline.formats.image import IMAGE_FORMATS, extract_image, label
 from prepshelf.pipeline.formats.office import extract_docx, extract_pptx
 from prepshelf.pipeline.formats.pdf import extract_pdf
 from prepshelf.pipeline.formats.text import extract_text
+from prepshelf.pipeline.ocr import OcrOptions
+from prepshelf.pipeline.ocr_run import OcrContext, OcrReport, ProgressCallback
+from prepshelf.pipeline.pages import PageSpan
 from prepshelf.pipeline.sniff import ARCHIVE_KINDS, sniff_file
 
 
@@ -35,12 +40,13 @@ class ArchiveFileError(UnsupportedFileError):
 class ParsedDocument:
     text: str  # extracted text, NUL-free, normalised whitespace
     kind: str  # the sniffed kind
-    pages: int | None  # PDF/PPTX page/slide count where known
+    pages: int | None  # PDF/PPTX/image page/slide count where known
     encoding: str | None  # detected text encoding for text kinds
+    page_spans: tuple[PageSpan, ...] = ()  # paged kinds: where each page's text lies in `text`
+    ocr: OcrReport | None = None  # what OCR did, when any page went through it
 
 
 _EXTRACTORS: dict[str, Callable[[Path], Extracted]] = {
-    "pdf": extract_pdf,
     "docx": extract_docx,
     "pptx": extract_pptx,
     "html": extract_html,
@@ -53,16 +59,30 @@ _BLANK = "no extractable text (the document is blank or whitespace only)"
 _MAX_ERROR_DETAIL = 200
 
 
-def parse_file(path: Path, filename: str) -> ParsedDocument:
+def parse_file(
+    path: Path,
+    filename: str,
+    *,
+    ocr: OcrOptions | None = None,
+    progress: ProgressCallback | None = None,
+) -> ParsedDocument:
     """Extract the text of the file at `path`; `filename` is the user's name for it.
 
+    Scanned PDF pages and images are read by OCR under `ocr` (defaults: every installed
+    language, the default limits); `progress(done, total)` hears of each OCR'd page.
     Raises UnsupportedFileError for types we do not read and InvalidFileError for broken,
     empty, encrypted or text-less files. Messages never contain the file name.
     """
     kind = sniff_file(path, filename)
     if kind in ARCHIVE_KINDS:
         raise ArchiveFileError(kind)
-    extractor = _EXTRACTORS.get(kind)
+    context = OcrContext(ocr or OcrOptions(), progress)
+    if kind == "pdf":
+        extractor: Callable[[Path], Extracted] | None = partial(extract_pdf, ctx=context)
+    elif kind in IMAGE_FORMATS:
+        extractor = partial(extract_image, kind=kind, ctx=context)
+    else:
+        extractor = _EXTRACTORS.get(kind)
     if extractor is None:
         raise UnsupportedFileError(f"{kind.upper()} files are not supported yet")
     try:
@@ -71,14 +91,43 @@ def parse_file(path: Path, filename: str) -> ParsedDocument:
         raise  # already precise / the sandbox reports memory exhaustion itself
     except Exception as exc:
         detail = str(exc)[:_MAX_ERROR_DETAIL]
-        message = f"corrupt or unreadable {kind.upper()}: {type(exc).__name__}: {detail}"
+        message = f"corrupt or unreadable {label(kind)}: {type(exc).__name__}: {detail}"
         raise InvalidFileError(message) from exc
-    text = normalise_text(extracted.text)
+    if extracted.page_texts is not None:
+        text, spans = join_pages(extracted.page_texts)
+    else:
+        text, spans = normalise_text(extracted.text), ()
     if not text:
         raise InvalidFileError(extracted.empty_reason or _BLANK)
     if _mostly_unbroken_runs(text):
         raise InvalidFileError(_UNBROKEN)
-    return ParsedDocument(text=text, kind=kind, pages=extracted.pages, encoding=extracted.encoding)
+    return ParsedDocument(
+        text=text,
+        kind=kind,
+        pages=extracted.pages,
+        encoding=extracted.encoding,
+        page_spans=spans,
+        ocr=extracted.ocr,
+    )
+
+
+def join_pages(pages: Sequence[PageText]) -> tuple[str, tuple[PageSpan, ...]]:
+    """Normalised page texts joined by a blank line, and each page's span in the result
+    (blank pages get no span)."""
+    parts: list[str] = []
+    spans: list[PageSpan] = []
+    position = 0
+    for page in pages:
+        text = normalise_text(page.text)
+        if not text:
+            continue
+        if parts:
+            parts.append("\n\n")
+            position += 2
+        parts.append(text)
+        spans.append(PageSpan(page.page, position, position + len(text), page.ocr, page.confidence))
+        position += len(text)
+    return "".join(parts), tuple(spans)
 
 
 # No language has words this long; such runs are one tokenizer [UNK] and one giant chunk.

@@ -1,9 +1,10 @@
 """Run `parse_file` in a separate, memory-capped, killable process.
 
-Hostile files can make native parsers (PDFium, libxml2) hang, balloon or crash; a child process
-contains all three. Children are started with the *spawn* method so the parent's threads and
-libraries (torch, DB pools) are never forked, and they are kept warm between calls: one idle
-child per concurrently calling thread at most, reused, and replaced after any failure.
+Hostile files can make native parsers (PDFium, libxml2, Tesseract) hang, balloon or crash; a
+child process contains all three. Children are started with the *spawn* method so the parent's
+threads and libraries (torch, DB pools) are never forked, and they are kept warm between calls:
+one idle child per concurrently calling thread at most, reused, and replaced after any failure.
+A child may report progress (pages OCR'd) before its answer; it reaches the caller's callback.
 """
 
 from __future__ import annotations
@@ -14,16 +15,20 @@ import multiprocessing
 import resource
 import signal
 import threading
+import time
 from collections.abc import Callable
+from functools import partial
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
 from prepshelf.errors import FileProcessingError, InvalidFileError, PrepshelfError
+from prepshelf.pipeline.ocr import OcrOptions
+from prepshelf.pipeline.ocr_run import ProgressCallback
 from prepshelf.pipeline.parse import ParsedDocument, parse_file
 
-ParseTarget = Callable[[Path, str], ParsedDocument]
+ParseTarget = Callable[..., ParsedDocument]  # (path, filename, *, ocr=, progress=)
 
 _STARTUP_TIMEOUT_S = 120.0  # importing the parsers in a fresh interpreter; not the file's fault
 _CTX = multiprocessing.get_context("spawn")
@@ -35,37 +40,52 @@ def parse_in_subprocess(
     *,
     timeout_s: float,
     memory_limit_bytes: int,
+    ocr: OcrOptions | None = None,
+    on_progress: ProgressCallback | None = None,
     _target: ParseTarget = parse_file,
 ) -> ParsedDocument:
-    """`parse_file(path, filename)` in a child capped at `memory_limit_bytes` of address space.
+    """`parse_file(path, filename, ocr=ocr)` in a child capped at `memory_limit_bytes` of
+    address space.
 
     Raises the child's FileProcessingError unchanged (same class and message), or
     InvalidFileError when the child runs past `timeout_s`, runs out of memory or crashes.
+    `on_progress(done, total)` is called in this thread for each page the child OCRs; an
+    exception it raises (e.g. the job was cancelled) stops the child and is raised here.
     `_target` (a picklable module-level function) replaces parse_file in tests. Thread-safe.
     """
+    target: Callable[..., Any] = _target if ocr is None else partial(_target, ocr=ocr)
     doc = run_in_subprocess(
-        _target, path, filename, timeout_s=timeout_s, memory_limit_bytes=memory_limit_bytes
+        target,
+        path,
+        filename,
+        timeout_s=timeout_s,
+        memory_limit_bytes=memory_limit_bytes,
+        on_progress=on_progress,
     )
     assert isinstance(doc, ParsedDocument)
     return doc
 
 
 def run_in_subprocess(
-    target: Callable[[Path, str], Any],
+    target: Callable[..., Any],
     path: Path,
     filename: str,
     *,
     timeout_s: float,
     memory_limit_bytes: int,
+    on_progress: ProgressCallback | None = None,
 ) -> Any:
     """`target(path, filename)` in the sandbox, same limits and errors as parse_in_subprocess.
 
     `target` must be picklable (a module-level function or a functools.partial of one); so
-    must its result. Used for archive expansion.
+    must its result. With `on_progress`, the target is also given `progress=` (a function
+    the child calls with (done, total)). Used for archive expansion.
     """
     worker = _checkout()
     try:
-        return worker.run(target, path, filename, timeout_s, memory_limit_bytes)
+        return worker.run(target, path, filename, timeout_s, memory_limit_bytes, on_progress)
+    except _CallerStopped as stopped:
+        raise stopped.cause from None
     finally:
         _checkin(worker)
 
@@ -78,6 +98,14 @@ def shutdown_sandbox() -> None:
         idle, _idle[:] = list(_idle), []
     for worker in idle:
         worker.close()
+
+
+class _CallerStopped(Exception):
+    """on_progress raised: the child was stopped; the original exception is re-raised."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 class _Worker:
@@ -103,19 +131,27 @@ class _Worker:
 
     def run(
         self,
-        target: Callable[[Path, str], Any],
+        target: Callable[..., Any],
         path: Path,
         filename: str,
         timeout_s: float,
         limit: int,
+        on_progress: ProgressCallback | None,
     ) -> Any:
         self.reusable = False
+        deadline = time.monotonic() + timeout_s
         try:
-            self.conn.send((target, path, filename, limit))
-            if not self.conn.poll(timeout_s):
-                self.close()
-                raise InvalidFileError(f"parsing took longer than {timeout_s:.0f} s (limit)")
-            status, payload = self.conn.recv()
+            self.conn.send((target, path, filename, limit, on_progress is not None))
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.conn.poll(left):
+                    self.close()
+                    raise InvalidFileError(f"parsing took longer than {timeout_s:.0f} s (limit)")
+                status, payload = self.conn.recv()
+                if status != "progress":
+                    break
+                if on_progress is not None:
+                    self._relay(on_progress, payload)
         except (EOFError, OSError) as exc:
             why = self._exit()
             if "SIGABRT" in why:  # native code (PDFium) aborts when an allocation fails
@@ -128,6 +164,14 @@ class _Worker:
             return payload
         assert isinstance(payload, FileProcessingError)
         raise payload
+
+    def _relay(self, on_progress: ProgressCallback, payload: tuple[int, int]) -> None:
+        """Hand progress to the caller; if it raises (cancelled), the child's work stops."""
+        try:
+            on_progress(*payload)
+        except BaseException as exc:
+            self.close()
+            raise _CallerStopped(exc) from exc
 
     def _exit(self) -> str:
         self.process.join(5)
@@ -182,20 +226,33 @@ def _child_main(conn: Connection) -> None:
             request = conn.recv()
         except EOFError:
             return
-        target, path, filename, limit = request
-        reply = _serve(target, path, filename, limit)
+        target, path, filename, limit, wants_progress = request
+        report = partial(_send_progress, conn) if wants_progress else None
+        reply = _serve(target, path, filename, limit, report)
         try:
             conn.send(reply)
         except Exception as exc:  # e.g. an exception that does not pickle
             conn.send(("error", InvalidFileError(f"parser failed: {type(exc).__name__}: {exc}")))
 
 
-def _serve(target: ParseTarget, path: Path, filename: str, limit: int) -> tuple[str, Any]:
+def _send_progress(conn: Connection, done: int, total: int) -> None:
+    conn.send(("progress", (done, total)))
+
+
+def _serve(
+    target: Callable[..., Any],
+    path: Path,
+    filename: str,
+    limit: int,
+    report: ProgressCallback | None,
+) -> tuple[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     capped = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (capped, hard))
     try:
-        return ("ok", target(path, filename))
+        if report is None:
+            return ("ok", target(path, filename))
+        return ("ok", target(path, filename, progress=report))
     except MemoryError:
         return ("oom", None)
     except FileProcessingError as exc:

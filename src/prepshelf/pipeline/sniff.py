@@ -15,9 +15,11 @@ from prepshelf.pipeline.formats.text import (
     looks_like_utf8_with_stray_nuls,
 )
 
+IMAGE_KINDS = frozenset({"png", "jpeg", "tiff", "webp", "bmp", "gif"})  # read by OCR
 KINDS = frozenset(
     {"pdf", "docx", "pptx", "xlsx", "zip", "tar", "gzip", "bzip2", "xz"}
     | {"html", "markdown", "csv", "json", "text"}
+    | IMAGE_KINDS
 )
 ARCHIVE_KINDS = frozenset({"zip", "tar", "gzip", "bzip2", "xz"})
 
@@ -25,14 +27,21 @@ _HEAD_BYTES = 8192
 _TEXT_SUFFIXES = frozenset({".txt", ".text", ".md", ".markdown", ".csv", ".tsv", ".json", ".log"})
 _TEXT_SUFFIXES |= {".html", ".htm", ".xhtml", ".jsonl", ".ndjson"}
 
+_IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"II+\x00", "tiff"),  # BigTIFF
+    (b"MM\x00+", "tiff"),
+)
+# BMP has a two-letter magic that text can start with: its header must add up as well.
+_BMP_INFO_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
+
 # (magic prefix, description) for formats we recognise but do not read.
 _BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF87a", "a GIF image"),
-    (b"GIF89a", "a GIF image"),
-    (b"II*\x00", "a TIFF image"),
-    (b"MM\x00*", "a TIFF image"),
     (b"\x00\x00\x01\x00", "a Windows icon"),
     (b"OggS", "an Ogg audio/video file"),
     (b"fLaC", "a FLAC audio file"),
@@ -50,7 +59,7 @@ _BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"%!PS", "a PostScript file"),
 )
 _WEAK_MAGIC = ((b"MZ", "a Windows executable"), (b"ID3", "an MP3 audio file"))
-_RIFF_FORMS = {b"WAVE": "a RIFF/WAV audio file", b"AVI ": "an AVI video", b"WEBP": "a WebP image"}
+_RIFF_FORMS = {b"WAVE": "a RIFF/WAV audio file", b"AVI ": "an AVI video"}
 
 _OOXML_MEMBERS = (
     ("word/document.xml", "docx"),
@@ -91,6 +100,9 @@ def sniff_file(path: Path, filename: str) -> str:
         return kind
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return _zip_kind(path)
+    image = _image_kind(head)
+    if image:
+        return image
     if b"%PDF-" in head[:1024]:
         return "pdf"
     _refuse_known_binary(head, suffix)
@@ -100,6 +112,22 @@ def sniff_file(path: Path, filename: str) -> str:
         if not (bomless_utf16_32(head) or looks_like_utf8_with_stray_nuls(head)):
             raise UnsupportedFileError(BINARY_MESSAGE)
     return _text_kind(head, suffix)
+
+
+def _image_kind(head: bytes) -> str | None:
+    kind = next((kind for magic, kind in _IMAGE_MAGIC if head.startswith(magic)), None)
+    if kind:
+        return kind
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "webp"
+    if (
+        head.startswith(b"BM")
+        and len(head) >= 18
+        and head[6:10] == b"\0\0\0\0"  # reserved fields
+        and int.from_bytes(head[14:18], "little") in _BMP_INFO_SIZES
+    ):
+        return "bmp"
+    return None
 
 
 def _compressed_or_tar(head: bytes) -> str | None:

@@ -17,9 +17,10 @@ async def replace_chunks(
     *,
     store_id: str,
     file_id: str,
-    chunks: Sequence[tuple[int, str, bytes, int]],
+    chunks: Sequence[tuple[int, str, bytes, int, dict[str, Any] | None]],
 ) -> None:
-    """Store a file's chunks (index, text, sha256, tokens) without embeddings, replacing any.
+    """Store a file's chunks (index, text, sha256, tokens, attributes) without embeddings,
+    replacing any. Attributes say where a chunk came from (page, OCR); None for none.
 
     Runs inside the caller's transaction; COPY keeps a 3,000-chunk file to one round trip.
     """
@@ -29,12 +30,18 @@ async def replace_chunks(
     async with (
         conn.cursor() as cur,
         cur.copy(
-            "COPY chunks (vector_store_id, file_id, chunk_index, text, text_sha256, token_count) "
-            "FROM STDIN"
+            "COPY chunks (vector_store_id, file_id, chunk_index, text, text_sha256, token_count, "
+            "attributes) FROM STDIN"
         ) as copy,
     ):
-        for index, text, digest, tokens in chunks:
-            await copy.write_row((store_id, file_id, index, text, digest, tokens))
+        for index, text, digest, tokens, attributes in chunks:
+            await copy.write_row(
+                (store_id, file_id, index, text, digest, tokens, _jsonb(attributes))
+            )
+
+
+def _jsonb(value: dict[str, Any] | None) -> Jsonb | None:
+    return Jsonb(value) if value is not None else None
 
 
 async def next_unembedded(
@@ -114,25 +121,40 @@ async def copy_from_twin(
     sha256: str,
     chunking_strategy: dict[str, Any],
     model: str,
+    job_id: str | None = None,
+    ocr_languages: str | None = None,
 ) -> tuple[str, int] | None:
     """Copy the embedded chunks of a completed copy of the same bytes (same project, chunking
     and model) into this store file; returns (twin file id, chunks copied) or None.
 
-    Runs inside the caller's transaction. A re-uploaded or twice-attached file is then neither
-    parsed nor embedded again."""
+    A twin whose text came partly from OCR counts only when it asked for the same OCR
+    languages (`ocr_languages`, the request before defaults); its job's result (pages,
+    confidences) is copied to `job_id`'s. Runs inside the caller's transaction. A re-uploaded
+    or twice-attached file is then neither parsed nor embedded again."""
     twin = await (
         await conn.execute(
-            """SELECT vsf.vector_store_id, vsf.file_id
+            """SELECT vsf.vector_store_id, vsf.file_id, tj.result
                FROM files f
                JOIN vector_store_files vsf ON vsf.file_id = f.id
                JOIN vector_stores vs ON vs.id = vsf.vector_store_id
+               LEFT JOIN jobs tj ON tj.id = vsf.job_id
                WHERE f.project_id = %s AND f.sha256 = %s AND vsf.status = 'completed'
                  AND vsf.chunking_strategy = %s AND vs.embedding_model = %s
                  AND (vsf.vector_store_id, vsf.file_id) <> (%s, %s)
+                 AND (tj.result -> 'ocr' IS NULL
+                      OR tj.result -> 'ocr' ->> 'requested_languages' IS NOT DISTINCT FROM %s)
                  AND EXISTS (SELECT 1 FROM chunks c WHERE c.vector_store_id = vsf.vector_store_id
                              AND c.file_id = vsf.file_id)
                LIMIT 1""",
-            [project_id, sha256, Jsonb(chunking_strategy), model, store_id, file_id],
+            [
+                project_id,
+                sha256,
+                Jsonb(chunking_strategy),
+                model,
+                store_id,
+                file_id,
+                ocr_languages,
+            ],
         )
     ).fetchone()
     if twin is None:
@@ -142,9 +164,14 @@ async def copy_from_twin(
     )
     cur = await conn.execute(
         """INSERT INTO chunks (vector_store_id, file_id, chunk_index, text, text_sha256,
-                               token_count, embedding)
-           SELECT %s, %s, chunk_index, text, text_sha256, token_count, embedding FROM chunks
+                               token_count, embedding, attributes)
+           SELECT %s, %s, chunk_index, text, text_sha256, token_count, embedding, attributes
+           FROM chunks
            WHERE vector_store_id = %s AND file_id = %s AND embedding IS NOT NULL""",
         [store_id, file_id, twin["vector_store_id"], twin["file_id"]],
     )
+    if job_id is not None and twin["result"] is not None and cur.rowcount:
+        await conn.execute(
+            "UPDATE jobs SET result = %s WHERE id = %s", [Jsonb(twin["result"]), job_id]
+        )
     return str(twin["file_id"]), cur.rowcount

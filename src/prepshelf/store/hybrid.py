@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from psycopg import AsyncConnection
 
-from prepshelf.store.search import filter_sql, search_chunks
+from prepshelf.store.search import HIT_ATTRIBUTES, filter_sql, search_chunks
 
 Row = dict[str, Any]
 
@@ -64,7 +64,7 @@ async def text_search_chunks(
     sql = f"""
         WITH q AS (SELECT ({tsq}) AS tsq),
              w AS (SELECT * FROM unnest(%s::text[], %s::float8[]) AS w(word, idf))
-        SELECT c.file_id, f.filename, vsf.attributes, c.text, c.chunk_index,
+        SELECT c.file_id, f.filename, {HIT_ATTRIBUTES} AS attributes, c.text, c.chunk_index,
                (SELECT sum(w.idf) FROM w
                  WHERE c.text_tsv @@ plainto_tsquery('simple', w.word)) AS text_rank
         FROM q, chunks c

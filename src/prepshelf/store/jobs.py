@@ -76,15 +76,40 @@ async def set_stage(
     progress_total: int | None = None,
     progress_unit: str | None = None,
     chunks_stored: bool | None = None,
+    progress_done: int | None = None,
 ) -> None:
+    """Enter `stage`; progress fields given replace the old ones (a new unit counts anew:
+    pass progress_done=0 with it)."""
     await conn.execute(
         f"""UPDATE jobs SET {_CLOSE_STAGE}, stage = %s, stage_started_at = clock_timestamp(),
+                  progress_done = coalesce(%s, progress_done),
                   progress_total = coalesce(%s, progress_total),
                   progress_unit = coalesce(%s, progress_unit),
                   chunks_stored = coalesce(%s, chunks_stored),
                   heartbeat_at = clock_timestamp()
             WHERE id = %s""",
-        [stage, progress_total, progress_unit, chunks_stored, job_id],
+        [stage, progress_done, progress_total, progress_unit, chunks_stored, job_id],
+    )
+
+
+async def set_progress(conn: AsyncConnection[Any], *, job_id: str, done: int) -> bool:
+    """Advance progress within the current stage; returns True when cancel was requested."""
+    cur = await conn.execute(
+        """UPDATE jobs SET progress_done = %s, heartbeat_at = clock_timestamp()
+           WHERE id = %s RETURNING cancel_requested""",
+        [done, job_id],
+    )
+    row = await cur.fetchone()
+    return row is None or bool(row["cancel_requested"])
+
+
+async def set_result(
+    conn: AsyncConnection[Any], *, job_id: str, result: dict[str, Any] | None
+) -> None:
+    """What the job found beyond its chunks (e.g. OCR's pages and confidences)."""
+    await conn.execute(
+        "UPDATE jobs SET result = %s WHERE id = %s",
+        [Jsonb(result) if result is not None else None, job_id],
     )
 
 

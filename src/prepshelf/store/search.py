@@ -13,13 +13,16 @@ from prepshelf.errors import InvalidRequestError
 Row = dict[str, Any]
 
 _COMPARE = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+# A hit's attributes: its file's, with its chunk's own (page, page_end, ocr, ocr_confidence)
+# over them; filters see the same merged object. Needs `vsf` and `c` in the query.
+HIT_ATTRIBUTES = "(vsf.attributes || coalesce(c.attributes, '{}'::jsonb))"
 
 
 def _comparison(flt: dict[str, Any], param: str, args: list[Any]) -> str:
     key, op, value = flt.get("key"), flt.get("type"), flt.get("value")
     if not isinstance(key, str) or not key:
         raise InvalidRequestError("A comparison filter needs a string 'key'", param=f"{param}.key")
-    attr = "(vsf.attributes -> %s)"
+    attr = f"({HIT_ATTRIBUTES} -> %s)"
     if op in ("eq", "ne"):
         if isinstance(value, list | dict) or value is None:
             raise InvalidRequestError(
@@ -34,11 +37,13 @@ def _comparison(flt: dict[str, Any], param: str, args: list[Any]) -> str:
             )
         if isinstance(value, str):
             args += [key, key, value]
-            return f"(jsonb_typeof{attr} = 'string' AND (vsf.attributes ->> %s) {_COMPARE[op]} %s)"
+            return (
+                f"(jsonb_typeof{attr} = 'string' AND ({HIT_ATTRIBUTES} ->> %s) {_COMPARE[op]} %s)"
+            )
         args += [key, key, value]
         return (
             f"(jsonb_typeof{attr} = 'number' AND "
-            f"(vsf.attributes ->> %s)::numeric {_COMPARE[op]} %s)"
+            f"({HIT_ATTRIBUTES} ->> %s)::numeric {_COMPARE[op]} %s)"
         )
     if op in ("in", "nin"):
         if not isinstance(value, list) or not all(
@@ -57,7 +62,7 @@ def _comparison(flt: dict[str, Any], param: str, args: list[Any]) -> str:
 
 
 def filter_sql(flt: dict[str, Any] | None, args: list[Any], param: str = "filters") -> str:
-    """Translate a ComparisonFilter / CompoundFilter into SQL over vsf.attributes."""
+    """Translate a ComparisonFilter / CompoundFilter into SQL over a hit's attributes."""
     if flt is None:
         return "true"
     if not isinstance(flt, dict):
@@ -98,7 +103,7 @@ async def search_chunks(
     dims = int(dimensions)  # an int from our own table: safe to inline for the index cast
     sql = f"""
         SELECT * FROM (
-            SELECT c.file_id, f.filename, vsf.attributes, c.text, c.chunk_index,
+            SELECT c.file_id, f.filename, {HIT_ATTRIBUTES} AS attributes, c.text, c.chunk_index,
                    1 - (c.embedding::vector({dims}) <=> %s::vector({dims})) AS score
             FROM chunks c
             JOIN vector_store_files vsf

@@ -13,7 +13,7 @@ from docx.oxml.ns import qn
 from lxml import etree
 from pptx.shapes.group import GroupShape
 
-from prepshelf.pipeline.formats import Extracted
+from prepshelf.pipeline.formats import Extracted, PageText
 
 _W_P, _W_T, _W_TAB = qn("w:p"), qn("w:t"), qn("w:tab")
 _W_BR, _W_CR, _W_TC, _W_TR = qn("w:br"), qn("w:cr"), qn("w:tc"), qn("w:tr")
@@ -69,7 +69,11 @@ def extract_pptx(path: Path) -> Extracted:
     """Every slide's text frames, tables, grouped shapes and notes; slides split by a blank line."""
     presentation = pptx.Presentation(str(path))
     slides = [_slide_text(slide) for slide in presentation.slides]
-    return Extracted(text="\n\n".join(slides), pages=len(slides))
+    return Extracted(
+        text="\n\n".join(slides),
+        pages=len(slides),
+        page_texts=tuple(PageText(i, text) for i, text in enumerate(slides, start=1)),
+    )
 
 
 def _slide_text(slide: Any) -> str:

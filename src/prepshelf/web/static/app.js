@@ -367,6 +367,23 @@ function progressBar(done, total, label) {
   h("span", { class: "label" }, label ?? `${done} / ${total}`));
 }
 
+// "p. 3–4 · OCR 91" from a hit's chunk attributes (page, page_end, ocr, ocr_confidence).
+function hitPlace(a) {
+  if (!a || typeof a.page !== "number") return null;
+  const pages = a.page_end && a.page_end !== a.page ? `p. ${a.page}–${a.page_end}` : `p. ${a.page}`;
+  const ocr = a.ocr ? ` · OCR${typeof a.ocr_confidence === "number" ? ` ${a.ocr_confidence}` : ""}` : "";
+  return h("span", { class: "muted place" }, ` ${pages}${ocr} `);
+}
+
+// One line on what OCR did for a job's file (result.ocr), low-confidence pages named.
+function ocrSummary(ocr) {
+  if (!ocr) return null;
+  const low = ocr.low_confidence_pages.map((p) => `${p.page} (${p.confidence})`).join(", ");
+  return `${ocr.pages} page(s) with ${ocr.languages}, mean confidence ${ocr.mean_confidence ?? "—"}` +
+    (ocr.rotated_pages.length ? `, ${ocr.rotated_pages.length} turned upright` : "") +
+    (low ? `; not indexed, confidence below ${ocr.min_confidence}: page ${low}` : "");
+}
+
 function searchBox(storeId) {
   const results = h("div", { class: "results" });
   const input = h("input", { type: "search", name: "q", placeholder: "Search this store…",
@@ -379,7 +396,8 @@ function searchBox(storeId) {
     try {
       const res = await api("POST", path, { query: q, max_num_results: 5 });
       const hits = res.data.map((r) => h("div", { class: "hit" },
-        h("div", {}, h("b", {}, r.filename), h("span", { class: "score" }, r.score.toFixed(3))),
+        h("div", {}, h("b", {}, r.filename), hitPlace(r.attributes),
+          h("span", { class: "score" }, r.score.toFixed(3))),
         h("p", {}, r.content.map((c) => c.text).join(" ").slice(0, 240))));
       results.replaceChildren(
         ...(hits.length ? hits : [h("p", { class: "muted" }, "No results.")]),
@@ -404,6 +422,7 @@ async function showJob(jobId) {
     ["started", when(job.started_at)], ["finished", when(job.finished_at)],
     ["duration", job.duration_s !== null ? `${job.duration_s} s` : null],
     ["stage durations", Object.entries(job.stage_durations).map(([k, v]) => `${k} ${v} s`).join(", ")],
+    ["OCR", ocrSummary(job.result?.ocr)],
     ["file", job.file_id], ["batch", job.batch_id]]),
     job.error ? errorBox(null, job) : null,
     h("h2", {}, "Attempts"),
