@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from prepshelf import __version__
 from prepshelf.api import observe
 from prepshelf.api.auth import KeyRing
-from prepshelf.api.body_limit import JsonBodyLimit
-from prepshelf.api.errors import install_error_handlers
+from prepshelf.api.errors import UnhandledErrors, install_error_handlers
 from prepshelf.api.events_hub import EventsHub
+from prepshelf.api.gate import FrontGate
 from prepshelf.api.openapi import install_openapi
 from prepshelf.api.query_embedder import QueryEmbedder
 from prepshelf.api.routes import admin as admin_routes
@@ -56,7 +56,11 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="prepshelf", version=__version__, lifespan=lifespan)
     app.state.settings = settings
-    app.state.keyring = KeyRing(settings.api_keys, ttl_s=settings.key_cache_ttl_s)
+    app.state.keyring = KeyRing(
+        settings.api_keys,
+        ttl_s=settings.key_cache_ttl_s,
+        lookups=settings.auth_lookup_concurrency,
+    )
     app.state.blobs = build_blob_store(settings)
     app.state.model_info = embedder_model_info(settings)
     app.state.query_embedder = QueryEmbedder(
@@ -69,7 +73,6 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     # --- more routers: add one include per line below, each helper its own line ---
     app.include_router(admin_routes.router)
-    app.add_middleware(JsonBodyLimit, max_bytes=settings.max_json_body_bytes)
     install_openapi(app)  # 4XX error bodies instead of FastAPI's unused 422 shape
     app.include_router(events_routes.router)
     app.include_router(web_routes.router)
@@ -77,5 +80,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(batches_routes.router)
     app.include_router(metrics_routes.router)
     app.include_router(audit_routes.router)
+    # Middleware, outermost last: a JSON 500 for bugs, then log context / latency / audit,
+    # then the gate (key, limits, body) before any route.
+    app.add_middleware(FrontGate, fastapi_app=app)
     observe.install(app)  # log context, request latency, audit rows after the response
+    app.add_middleware(UnhandledErrors)
     return app
