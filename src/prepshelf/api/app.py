@@ -14,6 +14,7 @@ from prepshelf.api.auth import KeyRing
 from prepshelf.api.errors import UnhandledErrors, install_error_handlers
 from prepshelf.api.events_hub import EventsHub
 from prepshelf.api.gate import FrontGate
+from prepshelf.api.metrics import MetricsPage
 from prepshelf.api.openapi import install_openapi
 from prepshelf.api.query_embedder import QueryEmbedder
 from prepshelf.api.routes import admin as admin_routes
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
         ttl_s=settings.key_cache_ttl_s,
         lookups=settings.auth_lookup_concurrency,
     )
+    app.state.metrics_page = MetricsPage(settings.public_cache_s)
     app.state.blobs = build_blob_store(settings)
     app.state.model_info = embedder_model_info(settings)
     app.state.query_embedder = QueryEmbedder(
