@@ -24,6 +24,7 @@ from prepshelf.api.routes import embeddings as embeddings_routes
 from prepshelf.api.routes import events as events_routes
 from prepshelf.api.routes import file_batches, files, health, jobs, store_files, vector_stores
 from prepshelf.api.routes import metrics as metrics_routes
+from prepshelf.api.security_headers import SecurityHeaders
 from prepshelf.jobs.queue import build_app
 from prepshelf.pipeline.embed import default_model_dir
 from prepshelf.pipeline.embedders import build_embedder, embedder_model_info
@@ -55,7 +56,11 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.events_hub.stop()
             await app.state.pool.close()
 
-    app = FastAPI(title="prepshelf", version=__version__, lifespan=lifespan)
+    # No /docs or /redoc: FastAPI's pages load Swagger UI / ReDoc from a public CDN, and the
+    # service must work (and stay inside its own CSP) with no internet. /openapi.json stays.
+    app = FastAPI(
+        title="prepshelf", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
     app.state.keyring = KeyRing(
         settings.api_keys,
@@ -82,9 +87,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(batches_routes.router)
     app.include_router(metrics_routes.router)
     app.include_router(audit_routes.router)
-    # Middleware, outermost last: a JSON 500 for bugs, then log context / latency / audit,
-    # then the gate (key, limits, body) before any route.
+    # Middleware, outermost last: security headers on everything, a JSON 500 for bugs, then
+    # log context / latency / audit, then the gate (key, limits, body) before any route.
     app.add_middleware(FrontGate, fastapi_app=app)
     observe.install(app)  # log context, request latency, audit rows after the response
     app.add_middleware(UnhandledErrors)
+    app.add_middleware(SecurityHeaders)
     return app

@@ -96,7 +96,8 @@ function h(tag, attrs = {}, ...children) {
     else el.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children.flat()) {
-    if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
+    if (typeof c === "function") c(el);  // a hook that sets what attributes may not (CSP)
+    else if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
   }
   return el;
 }
@@ -363,7 +364,8 @@ function progressBar(done, total, label) {
   const pct = total ? Math.min(100, Math.round((100 * done) / total)) : 0;
   return h("div", { class: "bar", role: "progressbar", "aria-valuenow": pct,
     "aria-valuemin": 0, "aria-valuemax": 100 },
-  h("div", { class: "fill", style: `width:${pct}%` }),
+  // Set through the CSSOM: the page's CSP allows no inline style attributes.
+  h("div", { class: "fill" }, (el) => { el.style.width = `${pct}%`; }),
   h("span", { class: "label" }, label ?? `${done} / ${total}`));
 }
 
@@ -428,17 +430,51 @@ function debounce(fn, ms) {
 
 // ---- routing and key ------------------------------------------------------------------
 
+// The address bar is input from whoever wrote the link: only ids of the shapes the server
+// makes (src/prepshelf/ids.py) reach an API path; anything else is an unknown address.
+const ID = {
+  store: /^vs_[A-Za-z0-9]{1,64}$/,
+  job: /^job_[A-Za-z0-9]{1,64}$/,
+  batch: /^vsfb_[A-Za-z0-9]{1,64}$/,
+  file: /^file-[A-Za-z0-9]{1,64}$/,
+};
+const STATUS_FILTERS = new Set(["", "in_progress", "completed", "failed", "cancelled"]);
+
+function parseRoute(hash) {
+  const [path, qs, ...rest] = hash.replace(/^#/, "").split("?");
+  if (rest.length) return null;
+  const parts = path.split("/").filter(Boolean);
+  let params;
+  try { params = new URLSearchParams(qs || ""); } catch { return null; }
+  const known = new Set(["batch", "status", "after"]);
+  for (const key of params.keys()) if (!known.has(key)) return null;
+  const batch = params.get("batch");
+  const status = params.get("status") || "";
+  const after = params.get("after");
+  if ((batch !== null && !ID.batch.test(batch)) || !STATUS_FILTERS.has(status)
+    || (after !== null && !ID.file.test(after))) return null;
+  let id;
+  try { id = parts[1] === undefined ? null : decodeURIComponent(parts[1]); } catch { return null; }
+  if (parts.length === 0) return { view: "stores" };
+  if (parts.length === 2 && parts[0] === "stores" && ID.store.test(id)) {
+    return { view: "store", id, params };
+  }
+  if (parts.length === 2 && parts[0] === "jobs" && ID.job.test(id)) return { view: "job", id };
+  return null;
+}
+
 async function route() {
   viewAbort.abort();
   viewAbort = new AbortController();
   setLive(false);
   if (!auth.key) { askKey(); return; }
-  const [path, qs] = location.hash.replace(/^#/, "").split("?");
-  const params = new URLSearchParams(qs || "");
-  const parts = path.split("/").filter(Boolean);
+  const where = parseRoute(location.hash);
   try {
-    if (parts[0] === "stores" && parts[1]) await showStore(decodeURIComponent(parts[1]), params);
-    else if (parts[0] === "jobs" && parts[1]) await showJob(decodeURIComponent(parts[1]));
+    if (where === null) {
+      crumbs({ label: "vector stores", href: "#/" });
+      $("#view").replaceChildren(h("p", { class: "error" }, "Unknown address."));
+    } else if (where.view === "store") await showStore(where.id, where.params);
+    else if (where.view === "job") await showJob(where.id);
     else await showStores();
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 401)) {
