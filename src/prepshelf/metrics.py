@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
-    from prometheus_client import Counter, Histogram
+    from prometheus_client import Counter, Gauge, Histogram
     from psycopg import AsyncConnection
 
     from prepshelf.pipeline.embed import Embedder
@@ -69,6 +69,7 @@ class _Metrics:
     embedding_seconds: Histogram
     http_duration: Histogram
     rate_limited: Counter
+    key_requests: Gauge
 
 
 _create_lock = threading.Lock()
@@ -83,7 +84,7 @@ def _m() -> _Metrics:
 
 @lru_cache(maxsize=1)
 def _create() -> _Metrics:
-    from prometheus_client import Counter, Histogram
+    from prometheus_client import Counter, Gauge, Histogram
 
     return _Metrics(
         job_duration=Histogram(
@@ -128,6 +129,13 @@ def _create() -> _Metrics:
             "Requests refused with 429 by a per-key limit (rate, concurrency or streams)",
             ["limit"],
         ),
+        key_requests=Gauge(
+            "prepshelf_key_requests",
+            "Keyed requests at the front desk now: running, waiting for a slot of their key, "
+            "open event streams (summed over keys and API processes)",
+            ["state"],
+            multiprocess_mode="livesum",
+        ),
     )
 
 
@@ -154,6 +162,13 @@ def observe_request(*, method: str, route: str, status: int, seconds: float) -> 
 
 def rate_limited(limit: str) -> None:
     _m().rate_limited.labels(limit if limit in RATE_LIMITS else "rate").inc()
+
+
+def key_requests(running: int, waiting: int, streams: int) -> None:
+    gauge = _m().key_requests
+    gauge.labels("running").set(running)
+    gauge.labels("waiting").set(waiting)
+    gauge.labels("streams").set(streams)
 
 
 # --- worker side ----------------------------------------------------------------------

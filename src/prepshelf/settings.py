@@ -203,8 +203,16 @@ class Settings(BaseSettings):
     key_max_concurrent: int = Field(
         default=16,
         ge=0,
-        description="Requests one API key may have in flight at once (event streams apart); "
+        description="Requests one API key may have running at once (event streams apart); "
         "0 = no limit",
+    )
+    key_max_waiting: int = Field(
+        default=256,
+        ge=0,
+        description="Requests of one API key that may wait for a running slot (beyond: 429)",
+    )
+    key_max_wait_s: float = Field(
+        default=30.0, gt=0, description="Longest wait for a running slot (then 429)"
     )
     key_max_streams: int = Field(
         default=8, ge=0, description="Event streams one API key may hold open; 0 = no limit"

@@ -66,24 +66,56 @@ def test_route_table_policies() -> None:
     assert paths <= {e.template for e in table.entries}
 
 
-def test_limiter_counts_requests_in_flight_and_streams() -> None:
-    limiter = KeyLimiter(rate_per_s=0, burst=1, max_concurrent=2, max_streams=1)
-    first, second = limiter.admit("k"), limiter.admit("k")
-    with pytest.raises(Refused) as refused:
-        limiter.admit("k")
-    assert refused.value.reason == "concurrency" and refused.value.retry_after_s == 1
-    limiter.admit("other")  # another key is not affected
-    stream = limiter.admit("k", stream=True)  # streams count apart
-    with pytest.raises(Refused) as refused:
-        limiter.admit("k", stream=True)
-    assert refused.value.reason == "streams"
-    first()
-    first()  # a second release changes nothing
-    assert limiter.in_flight("k") == (1, 1)
-    limiter.admit("k")
-    second()
-    stream()
-    assert limiter.in_flight("k") == (1, 0)
+def test_limiter_runs_a_few_queues_some_and_refuses_the_rest() -> None:
+    async def scenario() -> None:
+        limiter = KeyLimiter(
+            rate_per_s=0, burst=1, max_concurrent=2, max_streams=1, max_waiting=2, max_wait_s=5
+        )
+        first, second = await limiter.admit("k"), await limiter.admit("k")
+        third = asyncio.create_task(limiter.admit("k"))
+        fourth = asyncio.create_task(limiter.admit("k"))
+        await asyncio.sleep(0)
+        assert limiter.in_flight("k") == (2, 2, 0) and not third.done()
+        with pytest.raises(Refused) as refused:  # the queue is full
+            await limiter.admit("k")
+        assert refused.value.reason == "concurrency" and refused.value.retry_after_s == 1
+        await limiter.admit("other")  # another key is not affected
+        stream = await limiter.admit("k", stream=True)  # streams count apart
+        with pytest.raises(Refused) as refused:
+            await limiter.admit("k", stream=True)
+        assert refused.value.reason == "streams"
+        first()
+        first()  # a second release changes nothing
+        release_third = await third  # first come, first served
+        assert not fourth.done() and limiter.in_flight("k") == (2, 1, 1)
+        second()
+        release_fourth = await fourth
+        for release in (release_third, release_fourth, stream):
+            release()
+        assert limiter.in_flight("k") == (0, 0, 0)
+        assert (limiter.running, limiter.waiting, limiter.streams) == (1, 0, 0)  # "other"
+
+    asyncio.run(scenario())
+
+
+def test_limiter_wait_is_bounded_and_a_late_slot_is_passed_on() -> None:
+    async def scenario() -> None:
+        limiter = KeyLimiter(
+            rate_per_s=0, burst=1, max_concurrent=1, max_streams=0, max_waiting=5, max_wait_s=0.05
+        )
+        held = await limiter.admit("k")
+        with pytest.raises(Refused, match="waited more than"):
+            await limiter.admit("k")
+        assert limiter.in_flight("k") == (1, 0, 0)
+        waiter = asyncio.create_task(limiter.admit("k"))
+        await asyncio.sleep(0)
+        waiter.cancel()  # the client went away while waiting
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        held()
+        assert limiter.in_flight("k") == (0, 0, 0)
+
+    asyncio.run(scenario())
 
 
 def test_limiter_token_bucket() -> None:
@@ -91,21 +123,25 @@ def test_limiter_token_bucket() -> None:
     limiter = KeyLimiter(
         rate_per_s=10, burst=3, max_concurrent=0, max_streams=0, clock=lambda: now[0]
     )
+
+    def admit() -> None:
+        asyncio.run(limiter.admit("k"))()
+
     for _ in range(3):
-        limiter.admit("k")()
+        admit()
     with pytest.raises(Refused) as refused:
-        limiter.admit("k")
+        admit()
     assert refused.value.reason == "rate"
     assert refused.value.retry_after_s == pytest.approx(0.1)
     now[0] += 0.1
-    limiter.admit("k")()  # one token back
+    admit()  # one token back
     with pytest.raises(Refused):
-        limiter.admit("k")
+        admit()
     now[0] += 10  # refills up to the burst, no more
     for _ in range(3):
-        limiter.admit("k")()
+        admit()
     with pytest.raises(Refused):
-        limiter.admit("k")
+        admit()
 
 
 def test_limiter_forgets_idle_keys_when_it_grows(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,12 +152,16 @@ def test_limiter_forgets_idle_keys_when_it_grows(monkeypatch: pytest.MonkeyPatch
     limiter = KeyLimiter(
         rate_per_s=1000, burst=5, max_concurrent=5, max_streams=5, clock=lambda: now[0]
     )
-    held = limiter.admit("busy")
-    for i in range(50):
-        now[0] += 1  # idle keys refill between requests
-        limiter.admit(f"k{i}")()
-    assert len(limiter._keys) <= 11 and "busy" in limiter._keys
-    held()
+
+    async def scenario() -> None:
+        held = await limiter.admit("busy")
+        for i in range(50):
+            now[0] += 1  # idle keys refill between requests
+            (await limiter.admit(f"k{i}"))()
+        assert len(limiter._keys) <= 11 and "busy" in limiter._keys
+        held()
+
+    asyncio.run(scenario())
 
 
 def _scope(**headers: str) -> dict[str, Any]:

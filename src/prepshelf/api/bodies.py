@@ -61,6 +61,7 @@ class BodyReader:
         total_s: float,
     ) -> None:
         self._receive = receive
+        self._declared = declared_length(scope)
         self.max_bytes = max_bytes
         self._idle_s = idle_s
         self._total_s = total_s
@@ -68,6 +69,7 @@ class BodyReader:
         self.received = 0
         self.complete = not has_body(scope)  # the body was read to its end
         self.given_up = False  # the rest will never be read (timeout, too large, answered)
+        self.answered = False  # a response has started
 
     async def receive(self) -> Message:
         if self.complete or self.given_up:
@@ -101,6 +103,22 @@ class BodyReader:
         if now >= self._deadline - 0.001:
             return f"The request body did not arrive within {self._total_s:g} seconds"
         return f"The request body stalled: nothing arrived for {self._idle_s:g} seconds"
+
+    async def drain(self, *, limit: int, within_s: float) -> None:
+        """Read and drop a small body (declared at most `limit` bytes) if it all arrives within
+        `within_s`, so that a refusal can keep the connection: closing one with unread bytes
+        makes the kernel reset it, and the client may lose the answer. Anything bigger,
+        chunked or slower is left unread (the answer then closes the connection)."""
+        if self.complete or self.given_up or self._declared is None or self._declared > limit:
+            return
+        try:
+            async with asyncio.timeout(within_s):
+                while not self.complete:
+                    message = await self._receive()
+                    if message["type"] != "http.request" or not message.get("more_body"):
+                        self.complete = True
+        except TimeoutError:
+            self.given_up = True
 
     async def buffer(self) -> bytes:
         """Read the whole (small) body; ClientGone if the client leaves first."""

@@ -5,15 +5,17 @@
    a 404 at once.
 2. The key: resolved once (the principal is left in the request scope for the route's
    dependencies), *before a byte of the body is read*. No key → 401 at once.
-3. The key's limits (`api/limits.py`): rate, requests in flight, open event streams → 429
-   with Retry-After.
+3. The key's limits (`api/limits.py`): rate, requests running (the excess waits its turn in
+   a bounded queue, body unread), open event streams → 429 with Retry-After.
 4. The body: JSON routes refuse multipart (415), declared or actual bodies over
    `max_json_body_bytes` (413), and bodies that stall or take too long (408); they get the
    body whole and capped. Upload routes stream theirs, capped at the upload limit and bounded
    in time by the same idle timeout and `upload_timeout_s`.
 
-Whenever a response starts before the request body was read to its end, it carries
-`Connection: close`: the server never reads (or buffers) the rest of a refused body. A caller
+A refusal first drops a small body already on its way (≤ 64 KiB within 5 s), so the
+connection survives and the client surely reads the answer. Whenever a response starts before
+the request body was read to its end, it carries `Connection: close`: the server never reads
+(or buffers) the rest of a refused body. A caller
 without a key can therefore cost the service one header parse and a few kilobytes of socket
 buffer, whatever it sends.
 """
@@ -47,6 +49,10 @@ from prepshelf.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# A refused request's body is read and dropped only when this small and this quick.
+_DRAIN_BYTES = 64 * 1024
+_DRAIN_S = 5.0
+
 
 class FrontGate:
     def __init__(self, app: ASGIApp, fastapi_app: FastAPI) -> None:
@@ -59,6 +65,9 @@ class FrontGate:
             burst=settings.rate_limit_burst,
             max_concurrent=settings.key_max_concurrent,
             max_streams=settings.key_max_streams,
+            max_waiting=settings.key_max_waiting,
+            max_wait_s=settings.key_max_wait_s,
+            on_change=metrics.key_requests,
         )
         fastapi_app.state.limiter = self.limiter
         self.public_cache = PublicCache(settings.public_cache_s)
@@ -85,7 +94,9 @@ class FrontGate:
         )
         send = _closing_when_unread(send, reader)
         if entry is None and not is_api_path(scope.get("path", "")):
-            await send_error(send, NotFoundError(f"No such path: {scope.get('path', '')[:200]}"))
+            await _refuse(
+                send, reader, NotFoundError(f"No such path: {scope.get('path', '')[:200]}")
+            )
             return
         if policy is Policy.PUBLIC:
             if entry is not None and self.public_cache.applies(scope, entry.template):
@@ -95,13 +106,13 @@ class FrontGate:
             return
         try:
             principal = await self._principal(scope)
-            release = self.limiter.admit(principal.subject, stream=policy is Policy.STREAM)
+            release = await self.limiter.admit(principal.subject, stream=policy is Policy.STREAM)
         except Refused as refused:
             metrics.rate_limited(refused.reason)
-            await send_error(send, refused)
+            await _refuse(send, reader, refused)
             return
         except PrepshelfError as exc:
-            await send_error(send, exc)
+            await _refuse(send, reader, exc)
             return
         try:
             if upload:
@@ -115,10 +126,15 @@ class FrontGate:
                 return
             if not reader.complete:
                 if is_multipart(scope):
-                    raise UnsupportedMediaTypeError(
-                        "This route takes a JSON body; multipart bodies are accepted only by "
-                        "uploads (POST /v1/files)"
+                    await _refuse(
+                        send,
+                        reader,
+                        UnsupportedMediaTypeError(
+                            "This route takes a JSON body; multipart bodies are accepted only "
+                            "by uploads (POST /v1/files)"
+                        ),
                     )
+                    return
                 declared = declared_length(scope)
                 if declared is not None and declared > reader.max_bytes:
                     raise PayloadTooLargeError(
@@ -131,7 +147,9 @@ class FrontGate:
                 await self.app(scope, replay(body, receive), send)
                 return
             await self.app(scope, reader.receive, send)
-        except PrepshelfError as exc:  # raised here, before the route ran
+        except PrepshelfError as exc:  # raised here, or by a body read the route let through
+            if reader.answered:
+                raise
             await send_error(send, exc)
         finally:
             release()
@@ -159,10 +177,20 @@ class FrontGate:
         return principal
 
 
+async def _refuse(send: Send, reader: BodyReader, exc: PrepshelfError) -> None:
+    """Answer a refusal; a small body already on its way is read and dropped first (within
+    `_DRAIN_S`), so the connection survives; a big or slow one is left unread and the answer
+    closes the connection."""
+    await reader.drain(limit=_DRAIN_BYTES, within_s=_DRAIN_S)
+    await send_error(send, exc)
+
+
 def _closing_when_unread(send: Send, reader: BodyReader) -> Send:
     """Add `Connection: close` to a response that starts before the body was read whole."""
 
     async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            reader.answered = True
         if message["type"] == "http.response.start" and not reader.complete:
             reader.given_up = True  # the rest is never read: stop timing it
             kept = [(k, v) for k, v in message.get("headers") or [] if k.lower() != b"connection"]
