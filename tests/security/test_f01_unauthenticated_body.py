@@ -83,6 +83,7 @@ def test_streamed_bodies_leave_memory_alone(svc: Service) -> None:
     assert svc.api is not None
     with RssSampler(svc.api.pid) as rss, ThreadPoolExecutor(8) as pool:
         sent = list(pool.map(lambda _: _stream_unauthenticated(svc.port, 50 * MB), range(8)))
+    print(f"API RSS peak growth {rss.peak_growth / MB:.1f} MB; sent per connection {sent}")
     assert rss.peak_growth < 32 * MB, (rss.peak_growth, sent)
     # The server shut each line early: nowhere near 50 MB got through (socket buffers only).
     assert max(sent) < 50 * MB, sent
