@@ -114,6 +114,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     import uvicorn
 
     from prepshelf.api.app import create_app
+    from prepshelf.api.server import uvicorn_options
     from prepshelf.store.migrate import apply_migrations
 
     if not settings.database_url:
@@ -124,13 +125,7 @@ def cmd_api(args: argparse.Namespace) -> int:
     if refusal:
         print(refusal, file=sys.stderr)
         return 2
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_graceful_shutdown=5,
-    )
+    uvicorn.run(create_app(settings), **uvicorn_options(settings))
     return 0
 
 

@@ -4,7 +4,10 @@ Processes on one host share PROMETHEUS_MULTIPROC_DIR (under the data dir, set by
 before anything imports prometheus_client: the library picks its storage at import); the
 API's /metrics merges the files of every process and adds gauges read from the database
 at scrape time (`api/metrics.py`). Only aggregates: labels are routes, stages, statuses
-and embedder kinds, never ids or text.
+and embedder kinds, never ids or text. Every label comes from a closed set, whatever a caller
+sends: request methods outside the known verbs count as `other`, paths as their route template
+(or `unmatched`), statuses as their class (`2xx`…`5xx`); so /metrics and the multiprocess
+files keep their size under hostile traffic.
 
 The metric objects are built on first use, so importing this module costs nothing and
 does not fix prometheus_client's storage mode too early.
@@ -24,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
-    from prometheus_client import Counter, Histogram
+    from prometheus_client import Counter, Gauge, Histogram
     from psycopg import AsyncConnection
 
     from prepshelf.pipeline.embed import Embedder
@@ -65,6 +68,8 @@ class _Metrics:
     embedding_errors: Counter
     embedding_seconds: Histogram
     http_duration: Histogram
+    rate_limited: Counter
+    key_requests: Gauge
 
 
 _create_lock = threading.Lock()
@@ -79,7 +84,7 @@ def _m() -> _Metrics:
 
 @lru_cache(maxsize=1)
 def _create() -> _Metrics:
-    from prometheus_client import Counter, Histogram
+    from prometheus_client import Counter, Gauge, Histogram
 
     return _Metrics(
         job_duration=Histogram(
@@ -119,14 +124,51 @@ def _create() -> _Metrics:
             ["method", "route", "status"],
             buckets=_HTTP_BUCKETS,
         ),
+        rate_limited=Counter(
+            "prepshelf_rate_limited",
+            "Requests refused with 429 by a per-key limit (rate, concurrency or streams)",
+            ["limit"],
+        ),
+        key_requests=Gauge(
+            "prepshelf_key_requests",
+            "Keyed requests at the front desk now: running, waiting for a slot of their key, "
+            "open event streams (summed over keys and API processes)",
+            ["state"],
+            multiprocess_mode="livesum",
+        ),
     )
 
 
 # --- API side -------------------------------------------------------------------------
 
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+RATE_LIMITS = ("rate", "concurrency", "streams")
+
+
+def method_label(method: str) -> str:
+    return method if method in HTTP_METHODS else "other"
+
+
+def status_label(status: int) -> str:
+    return f"{status // 100}xx" if 100 <= status <= 599 else "other"
+
+
 def observe_request(*, method: str, route: str, status: int, seconds: float) -> None:
-    _m().http_duration.labels(method, route, str(status)).observe(seconds)
+    """`route` must be a route template or `unmatched`, never a raw path."""
+    labels = (method_label(method), route, status_label(status))
+    _m().http_duration.labels(*labels).observe(seconds)
+
+
+def rate_limited(limit: str) -> None:
+    _m().rate_limited.labels(limit if limit in RATE_LIMITS else "rate").inc()
+
+
+def key_requests(running: int, waiting: int, streams: int) -> None:
+    gauge = _m().key_requests
+    gauge.labels("running").set(running)
+    gauge.labels("waiting").set(waiting)
+    gauge.labels("streams").set(streams)
 
 
 # --- worker side ----------------------------------------------------------------------

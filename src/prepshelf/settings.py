@@ -289,6 +289,66 @@ class Settings(BaseSettings):
             return [r.strip() for r in value.split(",") if r.strip()]
         return value
 
+    # --- front-gate hardening settings (hardening issue; docs/security.md) ---
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection must send a request's complete headers within this time",
+    )
+    body_idle_timeout_s: float = Field(
+        default=30.0, gt=0, description="Longest wait for the next piece of a request body (408)"
+    )
+    json_body_timeout_s: float = Field(
+        default=60.0, gt=0, description="Whole time a JSON body may take to arrive (408)"
+    )
+    upload_timeout_s: float = Field(
+        default=3600.0, gt=0, description="Whole time an upload body may take to arrive (408)"
+    )
+    rate_limit_per_s: float = Field(
+        default=1000.0,
+        ge=0,
+        description="Requests per second per API key (token bucket refill); 0 = no rate limit",
+    )
+    rate_limit_burst: int = Field(
+        default=2000, ge=1, description="Requests a key may send at once before the rate applies"
+    )
+    key_max_concurrent: int = Field(
+        default=16,
+        ge=0,
+        description="Requests one API key may have running at once (event streams apart); "
+        "0 = no limit",
+    )
+    key_max_waiting: int = Field(
+        default=256,
+        ge=0,
+        description="Requests of one API key that may wait for a running slot (beyond: 429)",
+    )
+    key_max_wait_s: float = Field(
+        default=30.0, gt=0, description="Longest wait for a running slot (then 429)"
+    )
+    key_max_streams: int = Field(
+        default=8, ge=0, description="Event streams one API key may hold open; 0 = no limit"
+    )
+    key_recheck_s: float = Field(
+        default=2.0, gt=0, description="How often an open event stream checks that its key lives"
+    )
+    auth_lookup_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Key lookups in the database at once (unknown keys never take the whole pool)",
+    )
+    public_cache_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="/metrics, /readyz and /openapi.json answers are served again for this long",
+    )
+    search_filter_max_depth: int = Field(
+        default=8, ge=1, le=64, description="Nesting depth of and/or search filters"
+    )
+    search_filter_max_conditions: int = Field(
+        default=100, ge=1, description="Filter objects (comparisons plus and/or) in one search"
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

@@ -91,8 +91,9 @@ def test_vacuum_embedding_cache_by_age(database_url: str) -> None:
     for digest, age_days in ((b"old", 40), (b"new", 1)):
         sql(
             database_url,
-            """INSERT INTO embedding_cache (model, text_sha256, embedding, created_at)
-               VALUES ('m-vacuum', %s, '[1,2,3]', clock_timestamp() - make_interval(days => %s))""",
+            """INSERT INTO embedding_cache (project_id, model, text_sha256, embedding, created_at)
+               VALUES ('p', 'm-vacuum', %s, '[1,2,3]',
+                       clock_timestamp() - make_interval(days => %s))""",
             [digest, age_days],
         )
     dropped = run(database_url, lambda c: maintenance.vacuum_embedding_cache(c, max_age_days=30))

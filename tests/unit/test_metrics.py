@@ -82,7 +82,7 @@ def test_requests_are_timed_by_route_template_and_carry_ids() -> None:
     app = _app()
     route = "/v1/things/{job_id}"
     before = _value(
-        "prepshelf_http_request_duration_seconds_count", method="POST", route=route, status="200"
+        "prepshelf_http_request_duration_seconds_count", method="POST", route=route, status="2xx"
     )
     with TestClient(app) as client:
         response = client.post("/v1/things/job_42", headers={"X-Request-ID": "req-1"})
@@ -90,13 +90,43 @@ def test_requests_are_timed_by_route_template_and_carry_ids() -> None:
     assert response.headers["x-request-id"] == "req-1"
     assert app.state.seen == {"request_id": "req-1", "job_id": "job_42"}
     after = _value(
-        "prepshelf_http_request_duration_seconds_count", method="POST", route=route, status="200"
+        "prepshelf_http_request_duration_seconds_count", method="POST", route=route, status="2xx"
     )
     assert after == before + 1
     # A raw path never becomes a label.
     text = render([]).decode()
     assert "job_42" not in text
     assert 'route="unmatched"' in text
+
+
+def test_labels_come_from_closed_sets() -> None:
+    """Whatever a caller sends, a label is one of a few values (/metrics keeps its size)."""
+    assert metrics.method_label("GET") == "GET" and metrics.method_label("PATCH") == "PATCH"
+    for odd in ("MABCDEFGHIJKL", "get", "", "X" * 5000):
+        assert metrics.method_label(odd) == "other"
+    assert [metrics.status_label(s) for s in (200, 307, 404, 429, 503, 99, 1000)] == [
+        "2xx",
+        "3xx",
+        "4xx",
+        "4xx",
+        "5xx",
+        "other",
+        "other",
+    ]
+    route = "/v1/things/{job_id}"
+    for method in ("FOO", "BAR", "BAZ"):
+        metrics.observe_request(method=method, route=route, status=418, seconds=0.01)
+    text = render([]).decode()
+    assert "FOO" not in text and "BAR" not in text and 'status="418"' not in text
+    assert (
+        _value(
+            "prepshelf_http_request_duration_seconds_count",
+            method="other",
+            route=route,
+            status="4xx",
+        )
+        >= 3
+    )
 
 
 def test_only_mutating_v1_routes_are_audited() -> None:

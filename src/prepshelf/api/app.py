@@ -11,9 +11,10 @@ from fastapi import FastAPI
 from prepshelf import __version__
 from prepshelf.api import observe, warmup
 from prepshelf.api.auth import KeyRing
-from prepshelf.api.body_limit import JsonBodyLimit
-from prepshelf.api.errors import install_error_handlers
+from prepshelf.api.errors import UnhandledErrors, install_error_handlers
 from prepshelf.api.events_hub import EventsHub
+from prepshelf.api.gate import FrontGate
+from prepshelf.api.metrics import MetricsPage
 from prepshelf.api.openapi import install_openapi
 from prepshelf.api.query_embedder import QueryEmbedder
 from prepshelf.api.routes import admin as admin_routes
@@ -26,6 +27,7 @@ from prepshelf.api.routes import file_batches, files, health, jobs, store_files,
 from prepshelf.api.routes import metrics as metrics_routes
 from prepshelf.api.routes import models as models_routes
 from prepshelf.api.routes import schedules as schedules_routes
+from prepshelf.api.security_headers import SecurityHeaders
 from prepshelf.jobs.queue import build_app
 from prepshelf.pipeline.embed import default_model_dir
 from prepshelf.pipeline.embedders import build_embedder, embedder_model_info
@@ -63,9 +65,20 @@ def create_app(settings: Settings) -> FastAPI:
             await app.state.events_hub.stop()
             await app.state.pool.close()
 
-    app = FastAPI(title="prepshelf", version=__version__, lifespan=lifespan)
+    # No /docs or /redoc: FastAPI's pages load Swagger UI / ReDoc from a public CDN, and the
+    # service must work (and stay inside its own CSP) with no internet. /openapi.json stays.
+    app = FastAPI(
+        title="prepshelf", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
-    app.state.keyring = KeyRing(settings.api_keys, ttl_s=settings.key_cache_ttl_s)
+    app.state.keyring = KeyRing(
+        settings.api_keys,
+        ttl_s=settings.key_cache_ttl_s,
+        lookups=settings.auth_lookup_concurrency,
+    )
+    app.state.metrics_page = MetricsPage(
+        settings.public_cache_s, max_evals=settings.eval_metrics_max_evals
+    )
     app.state.blobs = build_blob_store(settings)
     app.state.model_info = embedder_model_info(settings)
     app.state.query_embedder = QueryEmbedder(
@@ -79,12 +92,6 @@ def create_app(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     # --- more routers: add one include per line below, each helper its own line ---
     app.include_router(admin_routes.router)
-    app.add_middleware(
-        JsonBodyLimit,
-        max_bytes=settings.max_json_body_bytes,
-        # 300,000 token ids do not fit the general limit; the route parses them in a thread.
-        path_limits={"/v1/embeddings": settings.embeddings_max_body_bytes},
-    )
     install_openapi(app)  # 4XX error bodies instead of FastAPI's unused 422 shape
     app.include_router(events_routes.router)
     app.include_router(web_routes.router)
@@ -95,5 +102,15 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(models_routes.router)
     app.include_router(schedules_routes.router)
     app.include_router(evals_routes.router)
+    # Middleware, outermost last: security headers on everything, a JSON 500 for bugs, then
+    # log context / latency / audit, then the gate (key, limits, body) before any route.
+    app.add_middleware(
+        FrontGate,
+        fastapi_app=app,
+        # 300,000 token ids do not fit the general JSON limit; the route parses them in a thread.
+        json_body_limits={"/v1/embeddings": settings.embeddings_max_body_bytes},
+    )
     observe.install(app)  # log context, request latency, audit rows after the response
+    app.add_middleware(UnhandledErrors)
+    app.add_middleware(SecurityHeaders)
     return app

@@ -90,8 +90,10 @@ def _fingerprint(endpoint: str, payload: bytes) -> str:
 def _canonical_json(body: bytes) -> bytes:
     try:
         return json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except (ValueError, UnicodeDecodeError):
-        return body  # not JSON: compare the bytes; validation answers the client anyway
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # Not JSON (or nested past the parser's depth): compare the bytes; validation answers
+        # the client anyway.
+        return body
 
 
 async def _claim(request: Request, scope: _Scope, fingerprint: str) -> None:

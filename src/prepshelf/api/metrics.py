@@ -3,10 +3,16 @@
 Queue depth and jobs by status are facts of the database, not of one process, so they are
 read at scrape time (two small aggregate queries) instead of being kept as gauges that every
 process would have to agree on.
+
+A scrape never holds the event loop: merging the processes' files runs in a thread, one
+render at a time, and the page is served again for `public_cache_s` (so scrapers in a loop
+cost one render per interval, not one each).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +22,7 @@ from prometheus_client.registry import Collector
 from psycopg import AsyncConnection
 
 from prepshelf import metrics
+from prepshelf.api.metrics_evals import eval_families
 from prepshelf.jobs.queue import INGEST_QUEUE, MAINTENANCE_QUEUE
 from prepshelf.store import workers as workers_db
 
@@ -87,3 +94,32 @@ def render(db_families: list[GaugeMetricFamily]) -> bytes:
 
         registry.register(_Collected(list(db_families), before=REGISTRY))
     return generate_latest(registry)
+
+
+class MetricsPage:
+    """The rendered exposition, cached for `cache_s` seconds; one render at a time."""
+
+    def __init__(self, cache_s: float, *, max_evals: int) -> None:
+        self._cache_s = cache_s
+        self._max_evals = max_evals
+        self._text = b""
+        self._rendered_at = float("-inf")
+        self._lock: asyncio.Lock | None = None  # made on the serving loop
+
+    def _fresh(self) -> bool:
+        return time.monotonic() - self._rendered_at < self._cache_s
+
+    async def text(self, pool: Any) -> bytes:
+        if self._fresh():
+            return self._text
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._fresh():  # rendered while this scrape waited for the lock
+                return self._text
+            async with pool.connection(timeout=5) as conn:
+                families = await database_families(conn)
+                families += await eval_families(conn, limit=self._max_evals)
+            self._text = await asyncio.to_thread(render, families)
+            self._rendered_at = time.monotonic()
+            return self._text

@@ -4,7 +4,9 @@
   back) and the object ids in the path (known by prefix) are bound for every log line of
   the request.
 - Latency: `prepshelf_http_request_duration_seconds` by route *template*, never the raw
-  path (unmatched paths count as one `unmatched` route).
+  path (unmatched paths count as one `unmatched` route); methods and statuses are folded into
+  closed sets by `metrics.observe_request`. A request answered by nobody because its client
+  left first counts as 499.
 - Audit: a mutating call (POST/DELETE…) gets its audit row written after the response has
   been sent, by FastAPI `BackgroundTasks`. Scheduling from here rather than from a route
   dependency also covers calls that end in an error response, which drop a route's tasks.
@@ -31,6 +33,7 @@ from prepshelf.api import audit
 
 log = logging.getLogger("prepshelf.api.access")
 
+ROUTE_KEY = "prepshelf.route"  # the route template the front gate matched (`api/gate.py`)
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _BODY_CAP = 64 * 1024  # enough for any object a mutating call returns; bigger bodies are not read
 
@@ -59,6 +62,8 @@ def _route_template(scope: Scope) -> str | None:
     """The matched route's path template, known once the router has run."""
     route = scope.get("route")
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not isinstance(path, str):  # answered by the front gate, before the router ran
+        path = scope.get(ROUTE_KEY)
     return path if isinstance(path, str) else None
 
 
@@ -80,7 +85,7 @@ class ObserveMiddleware:
         ids = _ids_in_path(scope.get("path", ""))
         # Keep a mutating call's (small, JSON) response to learn the id of what it created.
         keep_body = method in audit.MUTATING
-        state: dict[str, Any] = {"status": 500, "stream": False, "body": bytearray()}
+        state: dict[str, Any] = {"status": None, "stream": False, "body": bytearray()}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -106,7 +111,10 @@ class ObserveMiddleware:
                 raise
             finally:
                 seconds = time.perf_counter() - started
-                status = int(state["status"])
+                if state["status"] is not None:
+                    status = int(state["status"])
+                else:  # no answer sent: a bug (500) or a client that left (499)
+                    status = 500 if error is not None else 499
                 route = _route_template(scope)
                 label = route or "unmatched"
                 params = dict(scope.get("path_params") or {})
@@ -115,10 +123,12 @@ class ObserveMiddleware:
                     metrics.observe_request(
                         method=method, route=label, status=status, seconds=seconds
                     )
-                level = logging.INFO if auditing else logging.DEBUG
-                log.log(level, "%s %s -> %d in %.1f ms", method, label, status, seconds * 1000)
                 authorization = headers.get(b"authorization", b"").decode("latin-1")
                 who = audit.caller(scope, authorization) if auditing else None
+                # Refused callers without a key stay at DEBUG: they must not fill the log.
+                level = logging.INFO if who is not None else logging.DEBUG
+                shown = metrics.method_label(method)
+                log.log(level, "%s %s -> %d in %.1f ms", shown, label, status, seconds * 1000)
                 if who is not None and not isinstance(error, asyncio.CancelledError):
                     entry = audit.AuditEntry(
                         when=when,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -18,10 +19,14 @@ from starlette.requests import Request
 from prepshelf.errors import InvalidRequestError, PayloadTooLargeError, PrepshelfError
 from prepshelf.store.blobs import BlobStore, BlobWriter
 
+log = logging.getLogger(__name__)
+
 _MAX_FIELD_BYTES = 64 * 1024
 _MAX_PARTS = 16
+_MAX_PART_HEADER_BYTES = 16 * 1024  # all header lines of one part together
+_MAX_BOUNDARY_CHARS = 256  # python-multipart's own ceiling (RFC 2046 says 70)
 # Per request: the file plus room for the other fields and the multipart framing.
-_MAX_OVERHEAD_BYTES = 1024 * 1024
+MAX_OVERHEAD_BYTES = 1024 * 1024
 # The file part goes to the blob writer in blocks of this size: big enough that the handoff to
 # a thread costs little per byte, small enough that two blocks per upload are no memory.
 _BLOCK_BYTES = 1024 * 1024
@@ -110,7 +115,7 @@ async def receive_upload(
             "Expected a multipart/form-data body with a 'file' part", param="file"
         )
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + _MAX_OVERHEAD_BYTES:
+    if declared and declared.isdigit() and int(declared) > max_bytes + MAX_OVERHEAD_BYTES:
         raise PayloadTooLargeError(_too_large(max_bytes), param="file")
 
     result = UploadResult()
@@ -119,18 +124,31 @@ async def receive_upload(
     header_field, header_value = bytearray(), bytearray()
     errors: list[Exception] = []
     parts = [0]
+    header_bytes = [0]
 
     def on_part_begin() -> None:
         state["part"] = _Part()
         parts[0] += 1
+        header_bytes[0] = 0
         if parts[0] > _MAX_PARTS:
             errors.append(InvalidRequestError(f"More than {_MAX_PARTS} form fields"))
 
+    def count_header(end: int, start: int) -> bool:
+        header_bytes[0] += end - start
+        if header_bytes[0] <= _MAX_PART_HEADER_BYTES:
+            return True
+        errors.append(
+            InvalidRequestError(f"A form part's headers exceed {_MAX_PART_HEADER_BYTES} bytes")
+        )
+        return False
+
     def on_header_field(data: bytes, start: int, end: int) -> None:
-        header_field.extend(data[start:end])
+        if count_header(end, start):
+            header_field.extend(data[start:end])
 
     def on_header_value(data: bytes, start: int, end: int) -> None:
-        header_value.extend(data[start:end])
+        if count_header(end, start):
+            header_value.extend(data[start:end])
 
     def on_header_end() -> None:
         state["part"].headers[header_field.decode("latin-1").lower()] = header_value.decode(
@@ -186,23 +204,29 @@ async def receive_upload(
         result.size = writer.bytes_received
         result.filename = part.filename or "upload"
 
-    parser = MultipartParser(
-        params[b"boundary"],
-        callbacks={
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
-    )
     try:
+        boundary = params[b"boundary"]
+        if not 1 <= len(boundary) <= _MAX_BOUNDARY_CHARS:
+            raise InvalidRequestError(
+                f"The multipart boundary must be 1 to {_MAX_BOUNDARY_CHARS} characters",
+                param="file",
+            )
+        parser = MultipartParser(
+            boundary,
+            callbacks={
+                "on_part_begin": on_part_begin,
+                "on_header_field": on_header_field,
+                "on_header_value": on_header_value,
+                "on_header_end": on_header_end,
+                "on_headers_finished": on_headers_finished,
+                "on_part_data": on_part_data,
+                "on_part_end": on_part_end,
+            },
+        )
         received = 0
         async for chunk in request.stream():
             received += len(chunk)
-            if received > max_bytes + _MAX_OVERHEAD_BYTES:
+            if received > max_bytes + MAX_OVERHEAD_BYTES:
                 raise PayloadTooLargeError(_too_large(max_bytes), param="file")
             parser.write(chunk)
             if errors:
@@ -210,17 +234,29 @@ async def receive_upload(
             await drain()
         parser.finalize()
         await drain()
-    except Exception as exc:
+        if result.sha256 is None:
+            cut = " (the body ended inside it)" if file_part else ""
+            raise InvalidRequestError(f"Missing the 'file' part{cut}", param="file")
+    except BaseException as exc:
+        # Every way out (bad framing, a cut-off or stalled body, a disconnect, cancellation)
+        # leaves nothing on disk: the temporary part file or the committed blob goes.
+        await asyncio.shield(_discard(file_part, result, blobs, blob_key))
+        if isinstance(exc, PrepshelfError) or not isinstance(exc, Exception):
+            raise
+        raise InvalidRequestError(f"Malformed multipart body: {exc}", param="file") from exc
+    return result
+
+
+async def _discard(
+    file_part: list[_Part], result: UploadResult, blobs: BlobStore, blob_key: str
+) -> None:
+    try:
         if file_part and file_part[0].writer is not None:
             await file_part[0].writer.abort()
         if result.sha256 is not None:
-            blobs.delete(blob_key)
-        if isinstance(exc, PrepshelfError):
-            raise
-        raise InvalidRequestError(f"Malformed multipart body: {exc}", param="file") from exc
-    if result.sha256 is None:
-        raise InvalidRequestError("Missing the 'file' part", param="file")
-    return result
+            await asyncio.to_thread(blobs.delete, blob_key)
+    except Exception:  # the client's error is the one to report; the sweeper retries later
+        log.warning("could not discard the partial upload %s", blob_key, exc_info=True)
 
 
 def _too_large(max_bytes: int) -> str:

@@ -3,7 +3,8 @@
 Checkpoints make every step safe to run twice: chunks are stored (without vectors) in one
 transaction before embedding starts, and each embedded batch is written with the job's
 progress in one transaction. A job picked up again continues at the first chunk without a
-vector; an unchanged text is never embedded twice (cache keyed by model + sha256), and a file
+vector; an unchanged text is never embedded twice in a project (cache keyed by project, model
+and sha256: another project's texts are never visible, not even as a cache hit), and a file
 whose bytes were ingested before in the project (same chunking and model) copies those chunks
 and vectors instead of being parsed at all.
 
@@ -365,7 +366,9 @@ async def _embed_batch(
     try:
         digests = [bytes(r["text_sha256"]) for r in rows]
         async with res.pool.connection() as conn:
-            cached = await chunks_db.cached_embeddings(conn, model=cache_key, digests=digests)
+            cached = await chunks_db.cached_embeddings(
+                conn, project_id=job["project_id"], model=cache_key, digests=digests
+            )
         missing = [r for r, d in zip(rows, digests, strict=True) if d not in cached]
         computed: dict[bytes, Any] = {}
         timings: dict[str, float] = {}
@@ -392,6 +395,7 @@ async def _embed_batch(
                 conn,
                 store_id=store_id,
                 file_id=file_id,
+                project_id=job["project_id"],
                 model=cache_key,
                 rows=vectors_by_row,
                 new_digests=set(computed),

@@ -77,12 +77,14 @@ async def usage_bytes(conn: AsyncConnection[Any], *, store_id: str, file_id: str
 
 
 async def cached_embeddings(
-    conn: AsyncConnection[Any], *, model: str, digests: Sequence[bytes]
+    conn: AsyncConnection[Any], *, project_id: str, model: str, digests: Sequence[bytes]
 ) -> dict[bytes, np.ndarray]:
+    """Cached vectors of this project only: a hit never tells one project about another's
+    texts (migration 0011)."""
     cur = await conn.execute(
-        "SELECT text_sha256, embedding FROM embedding_cache WHERE model = %s "
-        "AND text_sha256 = ANY(%s)",
-        [model, list(digests)],
+        "SELECT text_sha256, embedding FROM embedding_cache WHERE project_id = %s "
+        "AND model = %s AND text_sha256 = ANY(%s)",
+        [project_id, model, list(digests)],
     )
     return {bytes(r["text_sha256"]): r["embedding"] for r in await cur.fetchall()}
 
@@ -92,6 +94,7 @@ async def write_embeddings(
     *,
     store_id: str,
     file_id: str,
+    project_id: str,
     model: str,
     rows: Sequence[tuple[int, bytes, np.ndarray]],
     new_digests: set[bytes],
@@ -106,9 +109,9 @@ async def write_embeddings(
         fresh = {digest: vec for _, digest, vec in rows if digest in new_digests}
         if fresh:
             await cur.executemany(
-                """INSERT INTO embedding_cache (model, text_sha256, embedding) VALUES (%s, %s, %s)
-                   ON CONFLICT DO NOTHING""",
-                [(model, digest, vec) for digest, vec in fresh.items()],
+                """INSERT INTO embedding_cache (project_id, model, text_sha256, embedding)
+                   VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""",
+                [(project_id, model, digest, vec) for digest, vec in fresh.items()],
             )
 
 

@@ -21,6 +21,9 @@ Row = dict[str, Any]
 
 DEFAULT_PROJECT = "default"
 KEY_PREFIX = "sk-prepshelf-"
+# What `new_key` makes (43 URL-safe characters after the prefix, some slack for the future):
+# anything else is refused without a database lookup.
+_KEY_SHAPE = re.compile(r"^sk-prepshelf-[A-Za-z0-9_-]{32,64}$")
 _PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _DISPLAY_CHARS = len(KEY_PREFIX) + 4
 _TOUCH_EVERY_S = 60  # last_used_at is coarse: one write per key per minute at most
@@ -33,6 +36,10 @@ def new_key() -> str:
 def display_prefix(key: str) -> str:
     """The part of a key that may be shown (lists, logs): enough to tell keys apart."""
     return key[:_DISPLAY_CHARS]
+
+
+def has_key_shape(key: str) -> bool:
+    return _KEY_SHAPE.match(key) is not None
 
 
 def hash_key(key: str) -> str:
@@ -154,6 +161,13 @@ async def lookup_active_key(conn: AsyncConnection[Any], *, key_hash: str) -> Row
         [_TOUCH_EVERY_S, key_hash],
     )
     return await cur.fetchone()
+
+
+async def is_key_active(conn: AsyncConnection[Any], *, key_id: str) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM api_keys WHERE id = %s AND revoked_at IS NULL", [key_id]
+    )
+    return await cur.fetchone() is not None
 
 
 async def touch_key(conn: AsyncConnection[Any], *, key_id: str) -> None:

@@ -16,6 +16,38 @@ _COMPARE = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 # A hit's attributes: its file's, with its chunk's own (page, page_end, ocr, ocr_confidence)
 # over them; filters see the same merged object. Needs `vsf` and `c` in the query.
 HIT_ATTRIBUTES = "(vsf.attributes || coalesce(c.attributes, '{}'::jsonb))"
+# Hard ceilings whatever the caller passes: `filter_sql` recurses once per level.
+MAX_FILTER_DEPTH = 64
+MAX_FILTER_CONDITIONS = 10_000
+MAX_LIST_VALUES = 1000  # values of one in / nin
+
+
+def check_filter_shape(
+    flt: Any, *, max_depth: int = MAX_FILTER_DEPTH, max_conditions: int = MAX_FILTER_CONDITIONS
+) -> None:
+    """Refuse filters nested deeper than `max_depth` or holding more than `max_conditions`
+    filter objects, walking them without recursion (any depth the JSON parser let through)."""
+    max_depth = min(max_depth, MAX_FILTER_DEPTH)
+    max_conditions = min(max_conditions, MAX_FILTER_CONDITIONS)
+    stack: list[tuple[Any, int, str]] = [(flt, 1, "filters")]
+    seen = 0
+    while stack:
+        node, depth, param = stack.pop()
+        seen += 1
+        if depth > max_depth:
+            raise InvalidRequestError(
+                f"Filters may be nested at most {max_depth} levels deep", param=param
+            )
+        if not isinstance(node, dict) or node.get("type") not in ("and", "or"):
+            continue
+        parts = node.get("filters")
+        if not isinstance(parts, list):
+            continue  # filter_sql names the mistake
+        if seen + len(stack) + len(parts) > max_conditions:
+            raise InvalidRequestError(
+                f"A filter may hold at most {max_conditions} conditions", param="filters"
+            )
+        stack.extend((p, depth + 1, f"{param}.filters[{i}]") for i, p in enumerate(parts))
 
 
 def _comparison(flt: dict[str, Any], param: str, args: list[Any]) -> str:
@@ -46,6 +78,10 @@ def _comparison(flt: dict[str, Any], param: str, args: list[Any]) -> str:
             f"({HIT_ATTRIBUTES} ->> %s)::numeric {_COMPARE[op]} %s)"
         )
     if op in ("in", "nin"):
+        if isinstance(value, list) and len(value) > MAX_LIST_VALUES:
+            raise InvalidRequestError(
+                f"'{op}' takes at most {MAX_LIST_VALUES} values", param=f"{param}.value"
+            )
         if not isinstance(value, list) or not all(
             isinstance(v, str | int | float) and not isinstance(v, bool) for v in value
         ):
@@ -62,7 +98,15 @@ def _comparison(flt: dict[str, Any], param: str, args: list[Any]) -> str:
 
 
 def filter_sql(flt: dict[str, Any] | None, args: list[Any], param: str = "filters") -> str:
-    """Translate a ComparisonFilter / CompoundFilter into SQL over a hit's attributes."""
+    """Translate a ComparisonFilter / CompoundFilter into SQL over a hit's attributes.
+
+    The route checks the shape first with the configured limits (`check_filter_shape`); the
+    hard ceilings are checked here again, so the recursion below is always shallow."""
+    check_filter_shape(flt)
+    return _filter_sql(flt, args, param)
+
+
+def _filter_sql(flt: Any, args: list[Any], param: str) -> str:
     if flt is None:
         return "true"
     if not isinstance(flt, dict):
@@ -74,11 +118,8 @@ def filter_sql(flt: dict[str, Any] | None, args: list[Any], param: str = "filter
                 "A compound filter needs a non-empty 'filters' list", param=f"{param}.filters"
             )
         joiner = " AND " if flt["type"] == "and" else " OR "
-        return (
-            "("
-            + joiner.join(filter_sql(p, args, f"{param}.filters[{i}]") for i, p in enumerate(parts))
-            + ")"
-        )
+        sql = (_filter_sql(p, args, f"{param}.filters[{i}]") for i, p in enumerate(parts))
+        return "(" + joiner.join(sql) + ")"
     return _comparison(flt, param, args)
 
 

@@ -3,6 +3,11 @@
 `GET /v1/jobs/{id}/events` ends when the job is final; `GET /v1/events?batch_id=` when no file
 of the batch is in progress; `?vector_store_id=` stays open. `Last-Event-ID` (or
 `?last_event_id=`) resumes after that event with nothing missed and nothing repeated.
+
+An open stream checks that the key it was opened with is still valid before each delivery
+and every `key_recheck_s` while idle, and ends once it is revoked (by any API process or the
+CLI). How many streams one key may hold
+open is limited by the front gate (`key_max_streams`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from prepshelf.api.auth import KeyRing, Principal, principal_in
 from prepshelf.api.deps import ProjectDep
 from prepshelf.api.events_hub import EventsHub
 from prepshelf.api.views import ts
@@ -79,18 +85,30 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     pool = request.app.state.pool
     hub: EventsHub = request.app.state.events_hub
-    keepalive_s = request.app.state.settings.events_keepalive_s
+    settings = request.app.state.settings
+    keepalive_s, recheck_s = settings.events_keepalive_s, settings.key_recheck_s
+    principal = principal_in(request.scope)
+    ring: KeyRing = request.app.state.keyring
     with hub.subscribe() as wake:
         yield b"retry: 2000\n\n"
         last_write = time.monotonic()
+        next_check = last_write + recheck_s
         while True:
-            # Check the end first: events committed before that snapshot are read below.
-            async with pool.connection() as conn:
-                finished = await events_db.scope_finished(conn, scope=scope, value=value)
-                read = await events_db.read_events(
-                    conn, project_id=project, scope=scope, value=value, after=cursor
-                )
+            if time.monotonic() >= next_check:
+                if not await asyncio.shield(_key_lives(ring, principal, pool)):
+                    return  # revoked: the client's reconnect gets a 401
+                next_check = time.monotonic() + recheck_s
+            # Shielded: a client that leaves mid-read must not cancel the query, which would
+            # make psycopg close the pooled connection (a cheap way to churn the pool).
+            finished, read = await asyncio.shield(
+                _read(pool, project=project, scope=scope, value=value, cursor=cursor)
+            )
             if read.rows:
+                # Nothing reaches a revoked key: checked before every delivery, and every
+                # `recheck_s` while the stream idles.
+                if not await asyncio.shield(_key_lives(ring, principal, pool)):
+                    return
+                next_check = time.monotonic() + recheck_s
                 chunk = b""
                 for row in read.rows:
                     chunk += frame(row)
@@ -102,7 +120,7 @@ async def _stream(
             if finished and not read.held:
                 return
             idle_s = time.monotonic() - last_write
-            wait_s = max(0.0, keepalive_s - idle_s)
+            wait_s = max(0.0, min(keepalive_s - idle_s, next_check - time.monotonic()))
             if read.held:
                 wait_s = min(wait_s, _HELD_RECHECK_S)
             try:
@@ -112,6 +130,22 @@ async def _stream(
                 if time.monotonic() - last_write >= keepalive_s:
                     yield b": keep-alive\n\n"
                     last_write = time.monotonic()
+
+
+async def _read(
+    pool: Any, *, project: str, scope: events_db.Scope, value: str, cursor: events_db.Cursor
+) -> tuple[bool, events_db.Read]:
+    # Check the end first: events committed before that snapshot are read after it.
+    async with pool.connection() as conn:
+        finished = await events_db.scope_finished(conn, scope=scope, value=value)
+        read = await events_db.read_events(
+            conn, project_id=project, scope=scope, value=value, after=cursor
+        )
+    return finished, read
+
+
+async def _key_lives(ring: KeyRing, principal: Principal | None, pool: Any) -> bool:
+    return principal is not None and await ring.still_active(principal, pool)
 
 
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]

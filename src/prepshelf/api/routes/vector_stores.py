@@ -19,6 +19,7 @@ from prepshelf.jobs.cancel import cancel_jobs_of_store
 from prepshelf.jobs.enqueue import AttachItem, attach_files
 from prepshelf.settings import Settings
 from prepshelf.store import hybrid as hybrid_db
+from prepshelf.store import search as search_db
 from prepshelf.store import vector_stores as stores_db
 from prepshelf.store.hybrid import HybridWeights
 
@@ -151,7 +152,6 @@ async def search_vector_store(
     body: SearchRequest,
     request: Request,
     project: ProjectDep,
-    conn: ConnDep,
 ) -> dict[str, Any]:
     if body.rewrite_query:
         # OpenAI rewrites the query with a language model; there is none here, and silently
@@ -162,30 +162,41 @@ async def search_vector_store(
             "a list of up to 16 phrasings is searched together.",
             param="rewrite_query",
         )
-    store = await load_store(conn, project, vector_store_id)
+    settings: Settings = request.app.state.settings
+    search_db.check_filter_shape(
+        body.filters,
+        max_depth=settings.search_filter_max_depth,
+        max_conditions=settings.search_filter_max_conditions,
+    )
+    pool = request.app.state.pool
+    async with pool.connection() as conn:
+        store = await load_store(conn, project, vector_store_id)
     _refuse_expired(store)
     queries = [body.query] if isinstance(body.query, str) else list(body.query)
     threshold = body.ranking_options.score_threshold if body.ranking_options else 0.0
-    settings: Settings = request.app.state.settings
     weights = _hybrid_weights(body, settings)
+    # No pooled connection is held while the query waits for (and runs in) the model: a
+    # caller's searches queued on the model must not hold the connections that everyone
+    # else's status reads need.
     vectors: np.ndarray = await request.app.state.query_embedder.embed(queries)
     best: dict[tuple[str, int], dict[str, Any]] = {}
-    for query, vector in zip(queries, vectors, strict=True):
-        for hit in await _search_one(
-            conn,
-            store=store,
-            query=query,
-            vector=vector,
-            body=body,
-            threshold=threshold,
-            weights=weights,
-            ef_search=settings.search_ef_search,
-        ):
-            key = (hit["file_id"], hit["chunk_index"])
-            if key not in best or hit["score"] > best[key]["score"]:
-                best[key] = hit
+    async with pool.connection() as conn:
+        for query, vector in zip(queries, vectors, strict=True):
+            for hit in await _search_one(
+                conn,
+                store=store,
+                query=query,
+                vector=vector,
+                body=body,
+                threshold=threshold,
+                weights=weights,
+                ef_search=settings.search_ef_search,
+            ):
+                key = (hit["file_id"], hit["chunk_index"])
+                if key not in best or hit["score"] > best[key]["score"]:
+                    best[key] = hit
+        await stores_db.touch_store(conn, vector_store_id)
     hits = sorted(best.values(), key=lambda h: h["score"], reverse=True)[: body.max_num_results]
-    await stores_db.touch_store(conn, vector_store_id)
     return {
         "object": "vector_store.search_results.page",
         "search_query": queries,

@@ -96,7 +96,8 @@ function h(tag, attrs = {}, ...children) {
     else el.setAttribute(k, v === true ? "" : v);
   }
   for (const c of children.flat()) {
-    if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
+    if (typeof c === "function") c(el);  // a hook that sets what attributes may not (CSP)
+    else if (c !== null && c !== undefined && c !== false) el.append(c instanceof Node ? c : String(c));
   }
   return el;
 }
@@ -363,7 +364,8 @@ function progressBar(done, total, label) {
   const pct = total ? Math.min(100, Math.round((100 * done) / total)) : 0;
   return h("div", { class: "bar", role: "progressbar", "aria-valuenow": pct,
     "aria-valuemin": 0, "aria-valuemax": 100 },
-  h("div", { class: "fill", style: `width:${pct}%` }),
+  // Set through the CSSOM: the page's CSP allows no inline style attributes.
+  h("div", { class: "fill" }, (el) => { el.style.width = `${pct}%`; }),
   h("span", { class: "label" }, label ?? `${done} / ${total}`));
 }
 
@@ -447,18 +449,71 @@ function debounce(fn, ms) {
 
 // ---- routing and key ------------------------------------------------------------------
 
+// The address bar is input from whoever wrote the link: only ids of the shapes the server
+// makes (src/prepshelf/ids.py) reach an API path; anything else is an unknown address.
+const ID = {
+  store: /^vs_[A-Za-z0-9]{1,64}$/,
+  job: /^job_[A-Za-z0-9]{1,64}$/,
+  batch: /^vsfb_[A-Za-z0-9]{1,64}$/,
+  file: /^file-[A-Za-z0-9]{1,64}$/,
+  eval: /^eval_[A-Za-z0-9]{1,64}$/,
+  evalRun: /^evalrun_[A-Za-z0-9]{1,64}$/,
+  schedule: /^sched_[A-Za-z0-9]{1,64}$/,
+  criterion: /^[A-Za-z0-9_.:-]{1,64}$/,  // testing-criterion names, as the API accepts them
+};
+const STATUS_FILTERS = new Set(["", "in_progress", "completed", "failed", "cancelled"]);
+// The query parameters each view takes, each with the only shape its value may have.
+const VIEW_PARAMS = {
+  store: { batch: ID.batch, after: ID.file, status: { test: (v) => STATUS_FILTERS.has(v) } },
+  evals: { criterion: ID.criterion, base: ID.evalRun, run: ID.evalRun },
+};
+// Addresses: [first part, shape of the id (null = a list without id), view].
+const VIEWS = [
+  ["stores", ID.store, "store"], ["jobs", ID.job, "job"],
+  ["evals", null, "evals"], ["evals", ID.eval, "evals"],
+  ["schedules", null, "schedules"], ["schedules", ID.schedule, "schedules"],
+];
+
+// Only addresses of known shape are followed: anything else (`..`, other ids, unknown
+// parameters) is "Unknown address" and calls no API.
+function parseRoute(hash) {
+  const [path, qs, ...rest] = hash.replace(/^#/, "").split("?");
+  if (rest.length) return null;
+  const parts = path.split("/").filter(Boolean);
+  let params;
+  try { params = new URLSearchParams(qs || ""); } catch { return null; }
+  let id;
+  try { id = parts[1] === undefined ? null : decodeURIComponent(parts[1]); } catch { return null; }
+  let view = parts.length === 0 ? "stores" : null;
+  for (const [first, shape, name] of VIEWS) {
+    if (parts[0] !== first) continue;
+    if ((shape === null && parts.length === 1) || (shape !== null && parts.length === 2 && shape.test(id))) {
+      view = name;
+    }
+  }
+  if (view === null) return null;
+  const allowed = VIEW_PARAMS[view] || {};
+  for (const [key, value] of params) {
+    if (!Object.hasOwn(allowed, key) || !allowed[key].test(value)) return null;
+  }
+  return { view, id, params };
+}
+
 async function route() {
   viewAbort.abort();
   viewAbort = new AbortController();
   setLive(false);
   if (!auth.key) { askKey(); return; }
-  const [path, qs] = location.hash.replace(/^#/, "").split("?");
-  const params = new URLSearchParams(qs || "");
-  const parts = path.split("/").filter(Boolean);
+  const where = parseRoute(location.hash);
   try {
-    if (parts[0] === "stores" && parts[1]) await showStore(decodeURIComponent(parts[1]), params);
-    else if (parts[0] === "jobs" && parts[1]) await showJob(decodeURIComponent(parts[1]));
-    else if (window.prepshelfViews?.[parts[0]]) await window.prepshelfViews[parts[0]](parts.slice(1), params);
+    if (where === null) {
+      crumbs({ label: "vector stores", href: "#/" });
+      $("#view").replaceChildren(h("p", { class: "error" }, "Unknown address."));
+    } else if (where.view === "store") await showStore(where.id, where.params);
+    else if (where.view === "job") await showJob(where.id);
+    else if (where.view === "evals" || where.view === "schedules") {
+      await window.prepshelfViews[where.view](where.id ? [where.id] : [], where.params);
+    }
     else await showStores();
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 401)) {
