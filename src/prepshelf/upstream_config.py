@@ -25,18 +25,27 @@ from prepshelf.settings import Settings
 _MAX_FILE_BYTES = 1024 * 1024
 
 
+def local_embedding_model_id(settings: Settings) -> str:
+    """The name of the embedding model the server serves itself (local or remote embedder):
+    the default for embeddings, which no upstream model may take."""
+    return settings.model_id if settings.embedder == "local" else settings.remote_embed_model
+
+
 def load_upstreams(
     settings: Settings,
     *,
-    reserved_model_ids: Collection[str] = (),
+    reserved_model_ids: Collection[str] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> UpstreamConfig:
     """The configured upstreams (empty when none are configured).
 
     Raises UpstreamConfigError with every problem and where it is; callers at start-up turn
-    it into a refusal to start. `reserved_model_ids`: names the server already serves itself.
+    it into a refusal to start. `reserved_model_ids`: names the server serves itself (by
+    default the local embedding model's).
     """
     env = os.environ if environ is None else environ
+    if reserved_model_ids is None:
+        reserved_model_ids = {local_embedding_model_id(settings)}
     path, inline = settings.upstreams_file, settings.upstreams
     if path is not None and inline is not None:
         raise UpstreamConfigError(
