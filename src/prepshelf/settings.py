@@ -402,7 +402,10 @@ class Settings(BaseSettings):
         default=300.0, gt=0, description="Time one ffprobe/ffmpeg run may take"
     )
     media_memory_limit_mb: int = Field(
-        default=1024, ge=256, description="Address space one ffprobe/ffmpeg run may use"
+        default=1024,
+        ge=512,
+        description="Address space one ffprobe/ffmpeg run may use (Debian's ffmpeg maps "
+        "~300 MB of libraries before it reads a byte)",
     )
 
     @field_validator("api_keys", mode="before")

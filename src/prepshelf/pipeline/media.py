@@ -40,6 +40,9 @@ _CODEC_ARGS: dict[SegmentFormat, list[str]] = {
 CONTENT_TYPES: dict[SegmentFormat, str] = {"flac": "audio/flac", "mp3": "audio/mpeg"}
 _MAX_TAIL_S = 5.0  # a last piece shorter than this (and a tenth of a segment) joins the one before
 _DEBIAN_PACKAGE = "ffmpeg"
+# How running out of address space shows: while loading its libraries (Debian's ffmpeg maps
+# ~300 MB of them), or in the codecs.
+_OUT_OF_MEMORY = ("failed to map segment", "cannot allocate memory", "out of memory")
 
 
 class MediaToolMissingError(FileProcessingError):
@@ -156,13 +159,15 @@ def extract_segment(
 ) -> AudioSegment:
     """Write `segment`'s audio (first audio stream, mono 16 kHz) into `out_dir`."""
     fmt = options.segment_format
+    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"segment-{segment.index:05d}.{fmt}"
     args = ["-nostdin", "-v", "error", "-threads", "1", "-y"]
     args += ["-ss", f"{segment.start_s:.3f}", "-t", f"{segment.duration_s:.3f}", "-i", str(path)]
     args += ["-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE)]
-    args += [*_CODEC_ARGS[fmt], str(target)]
-    _run("ffmpeg", args, path, options, what=f"extracting segment {segment.index + 1}")
-    if not target.is_file() or target.stat().st_size == 0:
+    args += [*_CODEC_ARGS[fmt], "-progress", "pipe:1", str(target)]
+    out = _run("ffmpeg", args, path, options, what=f"extracting segment {segment.index + 1}")
+    written = _progress_seconds(out)  # a file cut short: ffmpeg writes an empty segment
+    if not target.is_file() or not written:
         raise InvalidFileError(
             f"corrupt or unreadable media: segment {segment.index + 1} of {segment.count} "
             f"({_clock(segment.start_s)}–{_clock(segment.end_s)}) holds no decodable audio"
@@ -199,15 +204,21 @@ def _decoded_duration(path: Path, options: MediaOptions) -> float:
     args = ["-nostdin", "-v", "error", "-threads", "1", "-i", str(path), "-map", "0:a:0"]
     args += ["-t", f"{options.max_duration_s + 1:.0f}", "-f", "null", "-progress", "pipe:1", "-"]
     out = _run("ffmpeg", args, path, options, what="measuring the audio")
+    seconds = _progress_seconds(out)
+    if seconds is None:
+        raise InvalidFileError("corrupt or unreadable media: its duration cannot be read")
+    return seconds
+
+
+def _progress_seconds(out: bytes) -> float | None:
+    """The audio time ffmpeg reached, from its `-progress` report (None when it said none)."""
     times = [
         line.split("=", 1)[1]
         for line in out.decode(errors="replace").splitlines()
         if line.startswith("out_time_us=")
     ]
-    seconds = _number(times[-1]) if times else None
-    if seconds is None:
-        raise InvalidFileError("corrupt or unreadable media: its duration cannot be read")
-    return seconds / 1_000_000
+    micro = _number(times[-1]) if times else None
+    return None if micro is None else max(0.0, micro / 1_000_000)
 
 
 def _run(tool: str, args: list[str], path: Path, options: MediaOptions, *, what: str) -> bytes:
@@ -236,7 +247,7 @@ def _run(tool: str, args: list[str], path: Path, options: MediaOptions, *, what:
         return out
     detail = _first_line(err, path)
     megabytes = limit // (1024 * 1024)
-    if "cannot allocate memory" in detail.lower() or "out of memory" in detail.lower():
+    if any(sign in detail.lower() for sign in _OUT_OF_MEMORY):
         raise InvalidFileError(
             f"{what} needs more than {megabytes} MB of memory (PREPSHELF_MEDIA_MEMORY_LIMIT_MB)"
         )
