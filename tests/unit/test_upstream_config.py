@@ -307,3 +307,27 @@ def test_roles_refuse_to_start_with_a_bad_configuration(role: str, tmp_path: Pat
     assert f"prepshelf {role}: invalid upstream configuration (PREPSHELF_UPSTREAMS)" in proc.stderr
     assert "upstreams.u.rpm: Input should be greater than 0" in proc.stderr
     assert "sk-do-not-print" not in proc.stderr + proc.stdout
+
+
+def test_the_documented_examples_are_valid() -> None:
+    """docs/upstreams.md and domain/upstreams.py show configurations; both must load."""
+    import textwrap
+    import tomllib
+
+    import prepshelf.domain.upstreams as module
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "upstreams.md"
+    block = docs.read_text().split("```toml\n", 1)[1].split("```", 1)[0]
+    config = parse_upstreams(tomllib.loads(block), source="docs", environ={"GPU1_KEY": "k"})
+    assert [m.id for m in config.models] == [
+        "llama-3.1-8b-instruct",
+        "qwen2.5-7b-instruct",
+        "whisper-large-v3",
+        "bge-m3",
+    ]
+    assert module.__doc__ is not None
+    example = module.__doc__.split("reads::", 1)[1].split("(TOML allows", 1)[0]
+    config = parse_upstreams(
+        tomllib.loads(textwrap.dedent(example)), source="docstring", environ={"GPU1_KEY": "k"}
+    )
+    assert config.model("whisper-large-v3") is not None

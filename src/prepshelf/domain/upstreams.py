@@ -16,11 +16,16 @@ The configuration document (TOML or JSON, see `docs/upstreams.md`) reads::
     max_concurrent = 16                    # requests in flight at once (default 8)
     timeout_s = 300                        # one request, start to last byte
     retries = 5                            # further tries after a transient fault
-    models = ["llama-3.1-8b"]              # or a table per model, below
+    models = ["llama-3.1-8b", "qwen2.5-7b"]   # served with the upstream's endpoints
 
-    [upstreams.gpu1.models."whisper-large-v3"]
+    [upstreams.speech]
+    base_url = "http://gpu2:8000/v1"
+
+    [upstreams.speech.models."whisper-large-v3"]        # or a table per model
     endpoints = ["/v1/audio/transcriptions"]
     upstream_model = "Systran/faster-whisper-large-v3"   # the name sent upstream
+
+(TOML allows one form per upstream: `models = [...]` or `[upstreams.NAME.models."ID"]` tables.)
 
 `parse_upstreams` validates such a mapping and returns an `UpstreamConfig`; every problem is
 reported at once, each with its path (`upstreams.gpu1.rpm: Input should be greater than 0`).
