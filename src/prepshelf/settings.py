@@ -368,7 +368,7 @@ class Settings(BaseSettings):
         "between admitting a request and the upstream receiving it never lets a 60-second "
         "window at the upstream see more than its rpm/tpm",
     )
-    upstream_lease_margin_s: float = Field(
+    upstream_slot_margin_s: float = Field(
         default=10.0,
         gt=0,
         description="A request holds one of its upstream's max_concurrent slots until it "

@@ -105,7 +105,7 @@ class UpstreamClients:
                     up,
                     holder=holder,
                     guard_s=settings.upstream_rate_guard_s,
-                    slot_margin_s=settings.upstream_lease_margin_s,
+                    slot_margin_s=settings.upstream_slot_margin_s,
                     poll_s=settings.upstream_poll_s,
                 ),
                 transport=transport,

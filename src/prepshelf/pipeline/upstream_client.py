@@ -84,8 +84,8 @@ class UpstreamRequest:
 class CallRecord:
     tries: int = 0  # requests sent to the upstream
     retries: int = 0  # tries after the first
-    last_status: int | None = None  # HTTP status of the last answer (None: no answer)
-    last_error: str | None = None  # the last fault, retried or final
+    last_status: int | None = None  # HTTP status of the last fault (None: no answer at all)
+    last_error: str | None = None  # the last fault, retried or final (None: none happened)
     gate_wait_s: float = 0.0  # time waiting for the shared limits
     backoff_s: float = 0.0  # time sleeping between tries
 

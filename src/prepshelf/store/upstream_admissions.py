@@ -3,8 +3,9 @@
 `try_admit` runs one short transaction per attempt: it takes the upstream's advisory lock
 (admissions to one upstream are serialised across every process; other upstreams do not
 wait), reads the clock *after* the lock (so entries are in admission order), deletes entries
-that no longer matter, measures the window and either writes the new entry or answers how long
-to wait. The caller sleeps outside any transaction and holds no connection meanwhile.
+that no longer matter while it measures the window, and either writes the new entry or (only
+then walking the window) answers how long to wait. The caller sleeps outside any transaction
+and holds no connection meanwhile.
 
 `now` may be given (tests drive a virtual clock); otherwise it is PostgreSQL's
 `clock_timestamp()`, one clock for every worker on every host.
@@ -12,8 +13,8 @@ to wait. The caller sleeps outside any transaction and holds no connection meanw
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -24,37 +25,45 @@ from prepshelf.domain.upstreams import RateLimits
 
 _LOCK_CLASS = 0x75707374  # "upst": advisory locks (class, hashtext(upstream)) of this module
 
+# The common path reads aggregates only (index range scans, no sort). It also deletes what no
+# longer counts: entries out of the window whose slot ended (the read cannot see them anyway).
 _USAGE = """
-WITH log AS (
-    SELECT id, admitted_at, tokens, slot_until,
-           admitted_at > %(now)s - make_interval(secs => %(window)s) AS in_window
-      FROM upstream_admissions
-     WHERE upstream = %(upstream)s
+WITH pruned AS (
+    DELETE FROM upstream_admissions
+     WHERE upstream = %(upstream)s AND admitted_at <= %(since)s
+       AND (slot_until IS NULL OR slot_until <= %(now)s)
 ), win AS (
-    -- For each entry: how many requests and tokens it and every later entry hold, i.e. what
-    -- is left in the window once it and everything older have left.
-    SELECT admitted_at, tokens,
-           count(*) OVER newer_first AS from_here_requests,
-           sum(tokens) OVER newer_first AS from_here_tokens
-      FROM log
-     WHERE in_window
-    WINDOW newer_first AS (ORDER BY admitted_at DESC, id DESC
-                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+    SELECT count(*) AS requests, coalesce(sum(tokens), 0) AS tokens
+      FROM upstream_admissions
+     WHERE upstream = %(upstream)s AND admitted_at > %(since)s
+), held AS (
+    SELECT count(*) AS in_flight, min(slot_until) AS first_end
+      FROM upstream_admissions
+     WHERE upstream = %(upstream)s AND slot_until > %(now)s
 )
-SELECT
-    (SELECT count(*) FROM win) AS requests,
-    (SELECT coalesce(sum(tokens), 0) FROM win) AS tokens,
-    (SELECT count(*) FROM log WHERE slot_until > %(now)s) AS in_flight,
-    (SELECT extract(epoch FROM min(slot_until) - %(now)s)
-       FROM log WHERE slot_until > %(now)s) AS slot_end_in_s,
-    -- One more request fits once the entry leaves whose later entries number rpm - 1.
-    (SELECT extract(epoch FROM min(admitted_at)
-                               + make_interval(secs => %(window)s) - %(now)s)
-       FROM win WHERE from_here_requests <= %(rpm)s) AS request_room_in_s,
-    -- The tokens fit once the entry leaves after which what remains plus them is <= tpm.
-    (SELECT extract(epoch FROM min(admitted_at)
-                               + make_interval(secs => %(window)s) - %(now)s)
-       FROM win WHERE from_here_tokens - tokens + %(need)s <= %(tpm)s) AS token_room_in_s
+SELECT requests, tokens, in_flight,
+       extract(epoch FROM first_end - %(now)s) AS slot_end_in_s
+  FROM win, held
+"""
+# Only for a refused request. One more request fits once the rpm-th newest entry has left.
+_REQUEST_ROOM = """
+SELECT extract(epoch FROM admitted_at + make_interval(secs => %(window)s) - %(now)s) AS wait
+  FROM upstream_admissions
+ WHERE upstream = %(upstream)s AND admitted_at > %(since)s
+ ORDER BY admitted_at DESC, id DESC
+OFFSET %(skip)s LIMIT 1
+"""
+# The tokens fit once the oldest entry has left after which what remains plus them is <= tpm:
+# for each entry, the tokens of it and of everything newer, newest first.
+_TOKEN_ROOM = """
+SELECT extract(epoch FROM min(admitted_at) + make_interval(secs => %(window)s) - %(now)s)
+       AS wait
+  FROM (SELECT admitted_at, tokens,
+               sum(tokens) OVER (ORDER BY admitted_at DESC, id DESC
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS from_here
+          FROM upstream_admissions
+         WHERE upstream = %(upstream)s AND admitted_at > %(since)s) AS newest_first
+ WHERE from_here - tokens + %(need)s <= %(tpm)s
 """
 
 
@@ -88,27 +97,25 @@ async def try_admit(
     """
     check_fits(limits, tokens)
     async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [_LOCK_CLASS, upstream])
-        if now is None:
-            await cur.execute("SELECT clock_timestamp() AS now")
-            row = await cur.fetchone()
-            assert row is not None
-            now = row["now"]
+        # The clock is read once the lock is held (a volatile subquery runs first), so entries
+        # of one upstream are written in time order.
+        await cur.execute(
+            """SELECT clock_timestamp() AS now
+                 FROM (SELECT pg_advisory_xact_lock(%s, hashtext(%s))) AS locked""",
+            [_LOCK_CLASS, upstream],
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        now = now or row["now"]
         params = {
             "upstream": upstream,
             "now": now,
+            "since": now - timedelta(seconds=window_s),
             "window": window_s,
-            "rpm": limits.rpm,
             "tpm": limits.tpm,
             "need": tokens,
+            "skip": max(0, (limits.rpm or 1) - 1),
         }
-        await cur.execute(
-            """DELETE FROM upstream_admissions
-                WHERE upstream = %(upstream)s
-                  AND admitted_at <= %(now)s - make_interval(secs => %(window)s)
-                  AND (slot_until IS NULL OR slot_until <= %(now)s)""",
-            params,
-        )
         await cur.execute(_USAGE, params)
         row = await cur.fetchone()
         assert row is not None
@@ -116,13 +123,23 @@ async def try_admit(
             requests=int(row["requests"]),
             tokens=int(row["tokens"]),
             in_flight=int(row["in_flight"]),
-            request_room_in_s=_seconds(row["request_room_in_s"]),
-            token_room_in_s=_seconds(row["token_room_in_s"]),
+            request_room_in_s=None,
+            token_room_in_s=None,
             slot_end_in_s=_seconds(row["slot_end_in_s"]),
         )
         refusal = judge(limits, usage, tokens, poll_s=poll_s)
         if refusal is not None:
-            return refusal
+            # Refused: now find when the window limits that block it leave room.
+            rooms = {}
+            for limit, query in (("rpm", _REQUEST_ROOM), ("tpm", _TOKEN_ROOM)):
+                if limit in refusal.blocked_by:
+                    await cur.execute(query, params)
+                    found = await cur.fetchone()
+                    rooms[limit] = _seconds(found["wait"]) if found else None
+            usage = replace(
+                usage, request_room_in_s=rooms.get("rpm"), token_room_in_s=rooms.get("tpm")
+            )
+            return judge(limits, usage, tokens, poll_s=poll_s) or refusal
         await cur.execute(
             """INSERT INTO upstream_admissions (upstream, admitted_at, tokens, slot_until, holder)
                VALUES (%(upstream)s, %(now)s, %(need)s,

@@ -12,5 +12,9 @@ CREATE TABLE IF NOT EXISTS upstream_admissions (
     slot_until timestamptz,              -- NULL once the request ended
     holder text NOT NULL DEFAULT ''      -- the worker that sent it, for operators
 );
-CREATE INDEX IF NOT EXISTS upstream_admissions_log
-    ON upstream_admissions (upstream, admitted_at);
+-- The window: counted and summed by range, walked newest first when a request must wait.
+CREATE INDEX IF NOT EXISTS upstream_admissions_window
+    ON upstream_admissions (upstream, admitted_at DESC, id DESC) INCLUDE (tokens);
+-- The slots still held (a finished request's slot_until is NULL).
+CREATE INDEX IF NOT EXISTS upstream_admissions_slots
+    ON upstream_admissions (upstream, slot_until) WHERE slot_until IS NOT NULL;
