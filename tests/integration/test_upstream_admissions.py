@@ -131,6 +131,19 @@ def test_slots_end_with_the_call_or_expire(database_url: str) -> None:
     run(database_url, step)
 
 
+def test_load_shows_what_an_upstream_took_in_the_last_minute(database_url: str) -> None:
+    limits = RateLimits(rpm=None, tpm=None, max_concurrent=None)
+
+    async def step(conn: psycopg.AsyncConnection[Any]) -> log.UpstreamLoad:
+        first = await admit(conn, None, 30, limits, upstream="load")
+        await admit(conn, None, 12, limits, upstream="load", slot_s=600)
+        assert isinstance(first, Admission)
+        await log.finish(conn, admission_id=first.id, tokens=20)
+        return await log.load(conn, upstream="load")
+
+    assert run(database_url, step) == log.UpstreamLoad("load", 2, 32, 1)
+
+
 def test_entries_that_no_longer_count_are_deleted(database_url: str) -> None:
     limits = RateLimits(rpm=100, tpm=None, max_concurrent=None)
 

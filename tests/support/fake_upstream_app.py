@@ -122,6 +122,9 @@ def _error(
 
 def build_app(state: FakeState) -> Starlette:
     async def models(request: Request) -> Response:
+        auth = request.headers.get("authorization")
+        if state.api_key is not None and auth != f"Bearer {state.api_key}":
+            return _error(401, "Incorrect API key provided.", "invalid_api_key")
         data = [
             {"id": m, "object": "model", "created": 0, "owned_by": "fake"}
             for m in state.models or []

@@ -17,7 +17,8 @@ import pytest
 from pydantic import SecretStr
 
 from prepshelf.domain.admission import Admission, Refusal
-from prepshelf.domain.upstreams import RateLimits, Upstream
+from prepshelf.domain.upstreams import ModelNotServedError, RateLimits, Upstream, parse_upstreams
+from prepshelf.jobs.upstreams import UpstreamClients
 from prepshelf.pipeline.upstream_client import (
     AudioFile,
     UpstreamClient,
@@ -303,3 +304,28 @@ def test_transcription_uploads_the_audio_and_reads_verbose_json(
         "/v1/audio/transcriptions", {**body, "response_format": "text"}, "whisper", file
     ))  # fmt: skip
     assert text.outcome == "ok" and text.body == {"text": fake_answers.transcript_text(expected)}
+
+
+def test_clients_route_a_model_and_rename_it_for_its_upstream(fake: FakeUpstream) -> None:
+    config = parse_upstreams(
+        {
+            "upstreams": {
+                "gpu": {
+                    "base_url": fake.url,
+                    "endpoints": ["/v1/chat/completions"],
+                    "models": {"llama-8b": {"upstream_model": "llama"}},
+                }
+            }
+        },
+        source="test",
+        environ={},
+    )
+    client = UpstreamClient(config.upstreams[0])
+    clients = UpstreamClients(config, {"gpu": client})
+    chosen, request = clients.prepare(
+        "llama-8b", CHAT, {"model": "llama-8b", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert chosen is client and request.body["model"] == "llama" and request.model_id == "llama-8b"
+    with pytest.raises(ModelNotServedError, match="`llama-8b`"):
+        clients.prepare("llama-8b", "/v1/embeddings", {"input": "x"})
+    asyncio.run(clients.aclose())
