@@ -33,6 +33,19 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings(**overrides)
 
 
+def _upstreams_refusal(settings: Settings, role: str) -> str | None:
+    """Why the upstream configuration stops `role` from starting (every problem, with its
+    path; keys are never part of it), or None."""
+    from prepshelf.domain.upstreams import UpstreamConfigError
+    from prepshelf.upstream_config import load_upstreams
+
+    try:
+        load_upstreams(settings)
+    except UpstreamConfigError as exc:
+        return f"prepshelf {role}: {exc}"
+    return None
+
+
 def _metrics_dir(settings: Settings, *, wipe: bool = False) -> None:
     # Before anything imports prometheus_client: it picks multiprocess storage at import.
     from prepshelf.metrics import use_multiproc_dir
@@ -58,6 +71,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from prepshelf.supervisor import Supervisor, child_env
 
     settings = _settings(args)
+    refusal = _upstreams_refusal(settings, "serve")
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _metrics_dir(settings, wipe=True)
     embedded = None
@@ -120,6 +137,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     if not settings.database_url:
         print("prepshelf api: set PREPSHELF_DATABASE_URL", file=sys.stderr)
         return 2
+    refusal = _upstreams_refusal(settings, "api")
+    if refusal:
+        print(refusal, file=sys.stderr)
+        return 2
     apply_migrations(settings.database_url)
     refusal = exposure_error("api", settings, settings.database_url, need_keys=True)
     if refusal:
@@ -137,6 +158,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     if not settings.database_url:
         print("prepshelf worker: set PREPSHELF_DATABASE_URL", file=sys.stderr)
+        return 2
+    refusal = _upstreams_refusal(settings, "worker")
+    if refusal:
+        print(refusal, file=sys.stderr)
         return 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -349,6 +349,65 @@ class Settings(BaseSettings):
         default=100, ge=1, description="Filter objects (comparisons plus and/or) in one search"
     )
 
+    # --- upstreams, shared rate limits and media (docs/upstreams.md) ---
+    upstreams_file: Path | None = Field(
+        default=None,
+        description="TOML (or .json) file naming the OpenAI-compatible upstreams, their keys, "
+        "limits and models; see docs/upstreams.md",
+    )
+    upstreams: str | None = Field(
+        default=None,
+        description="The same document as JSON, for deployments configured by environment "
+        "only; not together with PREPSHELF_UPSTREAMS_FILE",
+    )
+    upstream_rate_guard_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=30,
+        description="Requests and tokens are counted over 60 s plus this much, so the delay "
+        "between admitting a request and the upstream receiving it never lets a 60-second "
+        "window at the upstream see more than its rpm/tpm",
+    )
+    upstream_slot_margin_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A request holds one of its upstream's max_concurrent slots until it "
+        "ends, or at most its timeout plus this long (a worker killed mid-call frees its "
+        "slot then)",
+    )
+    upstream_poll_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=10,
+        description="How often a request waiting only for a concurrency slot looks again",
+    )
+    media_segment_s: float = Field(
+        default=300.0,
+        ge=10,
+        le=3600,
+        description="Audio is transcribed in segments of this many seconds; each one is a "
+        "checkpoint of the job",
+    )
+    media_max_duration_s: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description="Longest audio/video a file may hold; a longer one fails at once",
+    )
+    media_segment_format: Literal["flac", "mp3"] = Field(
+        default="flac",
+        description="Codec of the segments sent for transcription (mono 16 kHz): flac is "
+        "lossless (~1 MB a minute), mp3 smaller (~0.5 MB a minute at 64 kbit/s)",
+    )
+    media_timeout_s: float = Field(
+        default=300.0, gt=0, description="Time one ffprobe/ffmpeg run may take"
+    )
+    media_memory_limit_mb: int = Field(
+        default=1024,
+        ge=512,
+        description="Address space one ffprobe/ffmpeg run may use (Debian's ffmpeg maps "
+        "~300 MB of libraries before it reads a byte)",
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:

@@ -16,7 +16,7 @@ pytestmark = [needs_corpus, pytest.mark.slow]
 
 # (file under bad/, expected code, words the message must contain)
 EXPECTED_FAILURES = {
-    "CantinaBand3.txt": ("unsupported_file", "wav"),
+    "CantinaBand3.txt": ("unsupported_file", "wav audio: audio and video are transcribed"),
     "doc-word-default-blank.docx": ("invalid_file", "no extractable text"),
     "empty.pdf": ("invalid_file", "empty"),
     "fake-text-all-whitespace.txt": ("invalid_file", "no extractable text"),

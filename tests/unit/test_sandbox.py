@@ -12,6 +12,7 @@ import pytest
 from tests.unit import sandbox_targets
 
 from prepshelf.errors import InvalidFileError, UnsupportedFileError
+from prepshelf.pipeline.parse import MediaFileError
 from prepshelf.pipeline.sandbox import parse_in_subprocess, shutdown_sandbox
 from support.corpus import CORPUS, needs_corpus
 
@@ -52,7 +53,7 @@ def test_real_parse_errors_keep_class_and_message() -> None:
             timeout_s=60,
             memory_limit_bytes=LIMIT,
         )
-    with pytest.raises(UnsupportedFileError, match="RIFF/WAV audio"):
+    with pytest.raises(MediaFileError, match=r"^content is WAV audio: audio and video are"):
         parse_in_subprocess(
             CORPUS / "bad" / "CantinaBand3.txt",
             "CantinaBand3.txt",

@@ -34,6 +34,7 @@ from prepshelf.pipeline.embedders import build_embedder, embedder_model_info
 from prepshelf.settings import Settings
 from prepshelf.store.blob_factory import build_blob_store
 from prepshelf.store.db import open_pool, wait_for_database_async
+from prepshelf.upstream_config import load_upstreams
 from prepshelf.web import routes as web_routes
 
 
@@ -81,6 +82,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.blobs = build_blob_store(settings)
     app.state.model_info = embedder_model_info(settings)
+    # Validated again here (the CLI refuses to start first): routes list and route by it.
+    app.state.upstreams = load_upstreams(settings)
     app.state.query_embedder = QueryEmbedder(
         model_dir,
         threads=1,

@@ -7,10 +7,12 @@ Everything else finishes the queue message: the job row already says how it ende
 
 from __future__ import annotations
 
-import random
-
 from procrastinate import BaseRetryStrategy, RetryDecision
 from procrastinate.jobs import Job
+
+from prepshelf.pipeline.http_retry import backoff_delay
+
+__all__ = ["RequeueJob", "RequeueStrategy", "backoff_delay"]
 
 
 class RequeueJob(Exception):
@@ -19,17 +21,6 @@ class RequeueJob(Exception):
     def __init__(self, reason: str, delay_s: float = 0.0) -> None:
         super().__init__(reason)
         self.delay_s = delay_s
-
-
-def backoff_delay(
-    attempt: int, *, base_s: float, max_s: float, retry_after_s: float | None = None
-) -> float:
-    """Exponential backoff with full jitter; a vendor's Retry-After is a floor."""
-    ceiling = min(max_s, base_s * (2 ** max(0, attempt - 1)))
-    delay = random.uniform(ceiling / 2, ceiling)
-    if retry_after_s is not None:
-        delay = max(delay, retry_after_s)
-    return delay
 
 
 class RequeueStrategy(BaseRetryStrategy):

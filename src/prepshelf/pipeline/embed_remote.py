@@ -2,7 +2,8 @@
 
 `embed()` is synchronous (workers call it from a thread) and splits its texts into sub-batches
 sent by a small thread pool. Each vendor call is retried on timeouts, connection errors, 429 and
-5xx with exponential backoff and full jitter, never sooner than the vendor's Retry-After. After
+5xx with exponential backoff and jitter, never sooner than the vendor's Retry-After (the rules
+of `http_retry`, shared with the upstream client). After
 the last retry it raises TransientError (the job is requeued with backoff); answers that cannot
 get better by retrying (400/401/403, wrong shape) raise a permanent FileProcessingError.
 Messages name the endpoint, never the API key.
@@ -10,9 +11,7 @@ Messages name the endpoint, never the API key.
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,10 +23,16 @@ import httpx
 import numpy as np
 
 from prepshelf.errors import FileProcessingError, TransientError
+from prepshelf.pipeline.http_retry import (
+    backoff_delay,
+    is_transient_status,
+    parse_retry_after,
+    snippet,
+)
+
+__all__ = ["RemoteEmbedder", "VendorReport", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
-
-_RETRY_STATUSES = frozenset({408, 425, 429})
 
 
 @dataclass
@@ -50,22 +55,6 @@ class _Retryable(Exception):
     def __init__(self, reason: str, status: int | None, retry_after_s: float | None) -> None:
         super().__init__(reason)
         self.status, self.retry_after_s = status, retry_after_s
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP date); None when absent/bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class RemoteEmbedder:
@@ -162,10 +151,12 @@ class RemoteEmbedder:
                 self._sleep(delay)
 
     def _delay(self, attempt: int, retry_after_s: float | None) -> float:
-        ceiling = min(self.backoff_max_s, self.backoff_base_s * (2 ** (attempt - 1)))
-        delay = random.uniform(0, ceiling)
-        # The vendor's own word wins, even above our cap: it knows when it will take us back.
-        return max(delay, retry_after_s) if retry_after_s is not None else delay
+        return backoff_delay(
+            attempt,
+            base_s=self.backoff_base_s,
+            max_s=self.backoff_max_s,
+            retry_after_s=retry_after_s,
+        )
 
     def _gave_up(self, attempts: int, fault: _Retryable) -> TransientError:
         err = TransientError(
@@ -191,14 +182,14 @@ class RemoteEmbedder:
         except httpx.TransportError as exc:
             raise _Retryable(f"connection error ({type(exc).__name__}: {exc})", None, None) from exc
         status = resp.status_code
-        if status in _RETRY_STATUSES or status >= 500:
+        if is_transient_status(status):
             raise _Retryable(
-                f"HTTP {status}: {_snippet(resp)}",
+                f"HTTP {status}: {snippet(resp)}",
                 status,
                 parse_retry_after(resp.headers.get("retry-after")),
             )
         if status >= 300:
-            raise self._permanent(attempt, status, _snippet(resp))
+            raise self._permanent(attempt, status, snippet(resp))
         try:
             payload = resp.json()
             data = sorted(payload["data"], key=lambda d: d.get("index", 0))
@@ -215,8 +206,3 @@ class RemoteEmbedder:
         if not np.isfinite(vectors).all():
             raise self._permanent(attempt, status, "malformed answer: non-finite values")
         return vectors
-
-
-def _snippet(resp: httpx.Response) -> str:
-    text = resp.text.strip().replace("\n", " ")
-    return text[:200] or resp.reason_phrase

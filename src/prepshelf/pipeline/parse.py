@@ -19,6 +19,7 @@ from prepshelf.pipeline.formats.image import IMAGE_FORMATS, extract_image, label
 from prepshelf.pipeline.formats.office import extract_docx, extract_pptx
 from prepshelf.pipeline.formats.pdf import extract_pdf
 from prepshelf.pipeline.formats.text import extract_text
+from prepshelf.pipeline.media_sniff import MEDIA_KINDS, MEDIA_LABELS
 from prepshelf.pipeline.ocr import OcrOptions
 from prepshelf.pipeline.ocr_run import OcrContext, OcrReport, ProgressCallback
 from prepshelf.pipeline.pages import PageSpan
@@ -34,6 +35,25 @@ class ArchiveFileError(UnsupportedFileError):
 
     def __reduce__(self) -> tuple[type[ArchiveFileError], tuple[str]]:
         return (type(self), (self.kind,))  # crosses the sandbox pipe as ArchiveFileError(kind)
+
+
+class MediaFileError(UnsupportedFileError):
+    """The file is audio or video: not parsed, but transcribed through an upstream model.
+
+    The ingest job turns it into segments (media.py) sent to a model serving
+    /v1/audio/transcriptions; without one configured, this message is the file's error.
+    """
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(
+            f"content is {MEDIA_LABELS[kind]}: audio and video are transcribed, not parsed, "
+            "which needs a model serving /v1/audio/transcriptions in the upstream "
+            "configuration (docs/upstreams.md)"
+        )
+        self.kind = kind
+
+    def __reduce__(self) -> tuple[type[MediaFileError], tuple[str]]:
+        return (type(self), (self.kind,))  # crosses the sandbox pipe as MediaFileError(kind)
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,8 @@ def parse_file(
     kind = sniff_file(path, filename)
     if kind in ARCHIVE_KINDS:
         raise ArchiveFileError(kind)
+    if kind in MEDIA_KINDS:
+        raise MediaFileError(kind)
     context = OcrContext(ocr or OcrOptions(), progress)
     if kind == "pdf":
         extractor: Callable[[Path], Extracted] | None = partial(extract_pdf, ctx=context)

@@ -14,12 +14,14 @@ from prepshelf.pipeline.formats.text import (
     bomless_utf16_32,
     looks_like_utf8_with_stray_nuls,
 )
+from prepshelf.pipeline.media_sniff import IMAGE_BRANDS, MEDIA_KINDS, media_kind
 
 IMAGE_KINDS = frozenset({"png", "jpeg", "tiff", "webp", "bmp", "gif"})  # read by OCR
 KINDS = frozenset(
     {"pdf", "docx", "pptx", "xlsx", "zip", "tar", "gzip", "bzip2", "xz"}
     | {"html", "markdown", "csv", "json", "text"}
     | IMAGE_KINDS
+    | MEDIA_KINDS  # transcribed (media.py, transcript.py)
 )
 ARCHIVE_KINDS = frozenset({"zip", "tar", "gzip", "bzip2", "xz"})
 
@@ -43,9 +45,6 @@ _BMP_INFO_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
 # (magic prefix, description) for formats we recognise but do not read.
 _BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x00\x00\x01\x00", "a Windows icon"),
-    (b"OggS", "an Ogg audio/video file"),
-    (b"fLaC", "a FLAC audio file"),
-    (b"\x1aE\xdf\xa3", "a Matroska/WebM video"),
     (b"\x7fELF", "an ELF executable"),
     (b"\xcf\xfa\xed\xfe", "a Mach-O executable"),
     (b"\xca\xfe\xba\xbe", "a Java class / Mach-O binary"),
@@ -58,8 +57,7 @@ _BINARY_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"{\\rtf", "an RTF document"),
     (b"%!PS", "a PostScript file"),
 )
-_WEAK_MAGIC = ((b"MZ", "a Windows executable"), (b"ID3", "an MP3 audio file"))
-_RIFF_FORMS = {b"WAVE": "a RIFF/WAV audio file", b"AVI ": "an AVI video"}
+_WEAK_MAGIC = ((b"MZ", "a Windows executable"),)
 
 _OOXML_MEMBERS = (
     ("word/document.xml", "docx"),
@@ -103,6 +101,9 @@ def sniff_file(path: Path, filename: str) -> str:
     image = _image_kind(head)
     if image:
         return image
+    media = media_kind(head)
+    if media:
+        return media
     if b"%PDF-" in head[:1024]:
         return "pdf"
     _refuse_known_binary(head, suffix)
@@ -145,12 +146,12 @@ def _compressed_or_tar(head: bytes) -> str | None:
 def _refuse_known_binary(head: bytes, suffix: str) -> None:
     what = next((desc for magic, desc in _BINARY_MAGIC if head.startswith(magic)), None)
     if what is None and head.startswith(b"RIFF"):
-        what = _RIFF_FORMS.get(head[8:12], "a RIFF media file")
+        what = "a RIFF media file"
     if what is None and b"\0" in head:
         # Short magics that plain text could start with count only in binary-looking content.
         what = next((desc for magic, desc in _WEAK_MAGIC if head.startswith(magic)), None)
-    if what is None and head[4:8] == b"ftyp":
-        what = "an MP4/QuickTime media file"
+    if what is None and head[4:8] == b"ftyp" and head[8:12] in IMAGE_BRANDS:
+        what = "a HEIF/AVIF image (convert it to PNG or JPEG)"
     if what is not None:
         # Name what the user probably expected, e.g. "a PNG image, not a document".
         expected = "text" if suffix in _TEXT_SUFFIXES else "a document"
