@@ -48,6 +48,24 @@ def objects(svc: Service, tenants: tuple[Tenant, Tenant]) -> dict[str, str]:
     attached = ok(a.http.post(f"/v1/vector_stores/{store}/files", json={"file_id": file_id}))
     wait_job(a.http, attached["job_id"])
     batch = ok(a.http.post(f"/v1/vector_stores/{store}/file_batches", json={"file_ids": [file_id]}))
+    evaluation = ok(
+        a.http.post(
+            "/v1/evals",
+            json={
+                "data_source_config": {
+                    "type": "items",
+                    "items": [{"question": "tide", "expected_filenames": ["json.txt"]}],
+                },
+                "vector_store_id": store,
+            },
+        )
+    )
+    schedule = ok(
+        a.http.post(
+            "/v1/schedules",
+            json={"kind": "eval_run", "cron": "@daily", "params": {"eval_id": evaluation["id"]}},
+        )
+    )
     return {
         "vector_store_id": store,
         "file_id": file_id,
@@ -55,6 +73,8 @@ def objects(svc: Service, tenants: tuple[Tenant, Tenant]) -> dict[str, str]:
         "job_id": attached["job_id"],
         "key_id": "key_nope",
         "project_id": a.project_id,
+        "eval_id": evaluation["id"],
+        "schedule_id": schedule["id"],
     }
 
 

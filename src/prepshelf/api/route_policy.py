@@ -80,7 +80,8 @@ class RouteTable:
             methods = set(getattr(route, "methods", None) or {"GET"})
             if "GET" in methods:
                 methods.add("HEAD")
-            regex, _, _ = compile_path(template)
+            # The template as OpenAPI and the metrics labels write it: `{id:path}` -> `{id}`.
+            regex, template, _ = compile_path(template)
             self.entries.append(
                 RouteEntry(template, frozenset(methods), policy_of(template, route), regex)
             )
