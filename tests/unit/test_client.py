@@ -228,3 +228,17 @@ def test_search_lines_name_the_page_and_ocr() -> None:
     assert _where({"page": 3, "page_end": 4, "ocr": True, "topic": "x"}) == "  p. 3-4 (OCR)"
     assert _where({"page": 2.0, "page_end": 2.0, "ocr": False}) == "  p. 2"  # SDK-style floats
     assert _where({"topic": "x"}) == "" and _where({"page": True}) == ""
+
+
+def test_stage_of_names_every_stage_a_job_can_end_in() -> None:
+    from prepshelf.client.queries import stage_of
+
+    # A finished job has no `stage`; the last timed stage is where it ended.
+    scan = {"stage": None, "stage_durations": {"parsing": 0.1, "ocr": 2.0}}
+    assert stage_of(scan) == "ocr"
+    sync = {"stage": None, "stage_durations": {"listing": 0.1, "copying": 1.0, "ingesting": 3}}
+    assert stage_of(sync) == "ingesting"
+    evaluation = {"stage": None, "stage_durations": {"searching": 4.0}}
+    assert stage_of(evaluation) == "searching"
+    failed = {"stage": None, "error": {"stage": "chunking"}, "stage_durations": {"ocr": 1}}
+    assert stage_of(failed) == "chunking"

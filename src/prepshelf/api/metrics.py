@@ -72,7 +72,8 @@ async def database_families(conn: AsyncConnection[Any]) -> list[GaugeMetricFamil
     workers.add_metric([], live.processes)
     sub_workers = GaugeMetricFamily(
         "prepshelf_live_sub_workers",
-        "Queue consumers (ingest, batch, maintenance; three per worker process) beating in 60 s",
+        "Queue consumers (ingest, batches, runs, maintenance; four per worker process) "
+        "beating in 60 s",
     )
     sub_workers.add_metric([], live.sub_workers)
     return [queue, jobs, workers, sub_workers]

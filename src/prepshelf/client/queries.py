@@ -15,8 +15,22 @@ async def _store_id(client: Any, name: str) -> str:
     return str(store["id"])
 
 
-# The order a job goes through its stages (an archive expands first, then its members run).
-_STAGE_ORDER = ("expanding", "members", "parsing", "chunking", "embedding", "indexing")
+# The order a job goes through its stages: an archive expands first, then its members run;
+# a scan is read by OCR between parsing and chunking; a run (sync, evaluation) lists, copies,
+# waits for its files' ingest jobs, and an evaluation searches.
+_STAGE_ORDER = (
+    "expanding",
+    "members",
+    "parsing",
+    "ocr",
+    "chunking",
+    "embedding",
+    "indexing",
+    "listing",
+    "copying",
+    "ingesting",
+    "searching",
+)
 
 
 def stage_of(job: dict[str, Any]) -> str:

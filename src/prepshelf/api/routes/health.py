@@ -7,6 +7,10 @@ from fastapi.responses import JSONResponse
 
 from prepshelf.store import workers as workers_db
 
+# The queues each `prepshelf worker` process consumes, one sub-worker each (written out here so
+# the front desk does not import the worker; tests/unit/test_health_wording.py keeps it true).
+QUEUES_CONSUMED = ("ingest", "batches", "runs", "maintenance")
+
 router = APIRouter(tags=["health"])
 
 
@@ -34,7 +38,7 @@ async def readyz(request: Request) -> JSONResponse:
         "workers_counted": (
             f"live_workers: `prepshelf worker` processes with a heartbeat in the last "
             f"{window:g} s; live_sub_workers: their queue consumers beating in that time, one "
-            f"per queue (ingest, batch, maintenance), {counts.sub_workers_declared} declared "
+            f"per queue ({', '.join(QUEUES_CONSUMED)}), {counts.sub_workers_declared} declared "
             "by the live processes"
         ),
         "queue_depth": counts.queue_depth,
