@@ -51,13 +51,12 @@ from support.postgres import TestPostgres  # noqa: E402
 from support.service import Service  # noqa: E402
 
 MODEL = "all-MiniLM-L6-v2"
-WORDS = (
-    "ticket customer order refund delivery account password invoice shipping support agent "
-    "reply issue priority escalation billing subscription login error page browser mobile "
-    "app update version release note feature request bug crash timeout network server "
-    "database backup restore export import report dashboard chart filter search result "
-    "record field value status pending resolved closed reopened assigned team queue"
-).split()
+_WORD_TEXT = """ticket customer order refund delivery account password invoice shipping support
+agent reply issue priority escalation billing subscription login error page browser mobile app
+update version release note feature request bug crash timeout network server database backup
+restore export import report dashboard chart filter search result record field value status
+pending resolved closed reopened assigned team queue"""
+WORDS = _WORD_TEXT.split()
 
 
 def paragraph(rng: random.Random, n_words: int, serial: int) -> str:
@@ -125,7 +124,10 @@ def job_figures(svc: Service, batch_id: str, since: float) -> dict[str, Any]:
         "parse": stages.pop("parsing", 0.0),
         "chunk": stages.pop("chunking", 0.0),
         "model": model_s,
-        "writes": stages.pop("embedding", 0.0) - model_s - model_wait_s + stages.pop("indexing", 0.0),
+        "writes": stages.pop("embedding", 0.0)
+        - model_s
+        - model_wait_s
+        + stages.pop("indexing", 0.0),
     }
     split.update(stages)  # any other stage a job kind reports
     return {
@@ -220,7 +222,8 @@ def report_batches(raw: dict[str, Any], ours: dict[str, Any]) -> None:
     print(f"  raw encode {raw['encode_s']:.1f} s ({raw['inputs'] / raw['encode_s']:.0f} inputs/s)")
     print(
         f"  prepshelf upload → final {ours['sdk_s']:.1f} s"
-        f" ({raw['inputs'] / ours['sdk_s']:.0f} inputs/s); ratio {_ratio(ours['sdk_s'], raw['encode_s'])}"
+        f" ({raw['inputs'] / ours['sdk_s']:.0f} inputs/s);"
+        f" ratio {_ratio(ours['sdk_s'], raw['encode_s'])}"
     )
     print("  seconds summed over jobs:")
     for stage, seconds in ours["stages_s"].items():
