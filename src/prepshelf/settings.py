@@ -175,11 +175,13 @@ class Settings(BaseSettings):
         description="HNSW candidate list per search: higher = better recall, slower (1..1000)",
     )
     # --- local embedding backend settings (performance issue) ---
-    local_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+    local_backend: Literal["torch", "onnx", "onnx-int8", "fake"] = Field(
         default="torch",
         description="Runs the local model: torch; onnx = onnxruntime, same vectors, exported "
         "once into <data_dir>/models; onnx-int8 = quantised, faster, vectors ≈ 0.99 cosine. "
-        "onnxruntime takes PREPSHELF_TORCH_THREADS as its thread count",
+        "onnxruntime takes PREPSHELF_TORCH_THREADS as its thread count. fake = no model: "
+        "deterministic hashed word-piece vectors (keyword-like similarity) under the model's "
+        "name, for tests and demos only; never for real retrieval",
     )
     # --- client compatibility settings (clients issue) ---
     embeddings_token_ids: Literal["cl100k_base", "model"] = Field(

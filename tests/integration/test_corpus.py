@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from support.corpus import CORPUS, bad_files, good_files, needs_corpus
-from support.service import Service
+from support.service import REAL_MODEL, Service
 
 pytestmark = [needs_corpus, pytest.mark.slow]
 
@@ -78,7 +78,7 @@ def corpus_service(
         database_url,
         tmp_path_factory.mktemp("corpus"),
         workers=2,
-        extra_env={"PREPSHELF_TORCH_THREADS": "1"},
+        extra_env={"PREPSHELF_TORCH_THREADS": "1", **REAL_MODEL},
     )
     try:
         yield svc.start()

@@ -21,6 +21,9 @@ from prepshelf.pipeline.embedding_plan import plan_input
 from prepshelf.pipeline.tokenizer import load_tokenizer
 from support.service import Service
 
+# About the served vectors themselves: the real model, not the fake backend.
+pytestmark = pytest.mark.real_model
+
 MODEL = "all-MiniLM-L6-v2"
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "Lava flows after an eruption."]
 

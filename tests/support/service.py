@@ -27,9 +27,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# The local backend of the processes started here. The test suite's conftest sets "fake"
+# (no model load: importing sentence-transformers alone is ~8 s of CPU per process, paid by
+# every API and worker); tests about embedding (vectors, search quality, clients' vectors)
+# pass REAL_MODEL in their environment. Benchmarks keep the real model.
+DEFAULT_BACKEND = "torch"
+REAL_MODEL = {"PREPSHELF_LOCAL_BACKEND": "torch"}
+
+
 def base_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREPSHELF_")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PREPSHELF_LOG_LEVEL="INFO")
+    env.update(PREPSHELF_LOCAL_BACKEND=DEFAULT_BACKEND)
     env.update(overrides)
     return env
 

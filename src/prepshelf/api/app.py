@@ -30,7 +30,7 @@ from prepshelf.api.routes import schedules as schedules_routes
 from prepshelf.api.security_headers import SecurityHeaders
 from prepshelf.jobs.queue import build_app
 from prepshelf.pipeline.embed import default_model_dir
-from prepshelf.pipeline.embedders import build_embedder, embedder_model_info
+from prepshelf.pipeline.embedders import embedder_model_info, query_embedder_factory
 from prepshelf.settings import Settings
 from prepshelf.store.blob_factory import build_blob_store
 from prepshelf.store.db import open_pool, wait_for_database_async
@@ -87,7 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.query_embedder = QueryEmbedder(
         model_dir,
         threads=1,
-        factory=(lambda: build_embedder(settings)) if settings.embedder == "remote" else None,
+        factory=query_embedder_factory(settings),
         model_id=app.state.model_info.model_id,
     )
     install_error_handlers(app)

@@ -171,13 +171,18 @@ class FakeEmbedder:
         self.model_id = model_id
         self.dimensions = dimensions
         self.max_input_tokens = max_input_tokens
+        # Served under a real model's name (PREPSHELF_LOCAL_BACKEND=fake): its vectors must
+        # never meet that model's in the embedding cache.
+        self.cache_suffix = "+fake"
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         tokenizer = load_tokenizer(self.model_dir)
         encodings = tokenizer.encode_batch(list(texts), add_special_tokens=False)
         out = np.zeros((len(encodings), self.dimensions), dtype=np.float32)
         for row, encoding in enumerate(encodings):
-            ids, counts = np.unique(np.asarray(encoding.ids, dtype=np.uint64), return_counts=True)
+            # Truncated at the window, as the real model truncates.
+            window = encoding.ids[: self.max_input_tokens]
+            ids, counts = np.unique(np.asarray(window, dtype=np.uint64), return_counts=True)
             if ids.size == 0:
                 out[row, 0] = 1.0  # keep the unit-norm promise for empty text
                 continue

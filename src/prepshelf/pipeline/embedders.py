@@ -7,9 +7,16 @@ own tokenizer differs: the remote window setting should leave some margin.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from prepshelf.pipeline.embed import Embedder, LocalEmbedder, _count_tokens, default_model_dir
+from prepshelf.pipeline.embed import (
+    Embedder,
+    FakeEmbedder,
+    LocalEmbedder,
+    _count_tokens,
+    default_model_dir,
+)
 from prepshelf.pipeline.model_info import ModelInfo, read_model_info
 from prepshelf.settings import Settings
 
@@ -35,7 +42,15 @@ def _check_remote(settings: Settings) -> None:
 
 def build_embedder(settings: Settings) -> Embedder:
     model_dir = _model_dir(settings)
-    if settings.embedder == "local" and settings.local_backend != "torch":
+    if settings.embedder == "local" and settings.local_backend == "fake":
+        info = read_model_info(model_dir, settings.model_id)
+        return FakeEmbedder(
+            model_dir,
+            dimensions=info.dimensions,
+            max_input_tokens=info.max_chunk_tokens,
+            model_id=info.model_id,
+        )
+    if settings.embedder == "local" and settings.local_backend in ("onnx", "onnx-int8"):
         from prepshelf.pipeline.embed_onnx import OnnxEmbedder
 
         return OnnxEmbedder(
@@ -68,6 +83,23 @@ def build_embedder(settings: Settings) -> Embedder:
         backoff_max_s=settings.remote_embed_backoff_max_s,
         count_tokens=lambda texts: _count_tokens(model_dir, texts),
     )
+
+
+def query_embedder_factory(settings: Settings) -> Callable[[], Embedder] | None:
+    """How the front desk builds its query model: None = the torch model on one thread (the
+    QueryEmbedder's own); otherwise the worker's embedder, so that the API never loads torch
+    when the workers run onnxruntime, a fake or a remote vendor."""
+    if settings.embedder == "local" and settings.local_backend == "torch":
+        return None
+    one_thread = settings.model_copy(update={"torch_threads": 1})
+
+    def build() -> Embedder:
+        embedder = build_embedder(one_thread)
+        if settings.embedder == "local":
+            embedder.embed(["warm-up"])  # one-time costs before the first search, not in it
+        return embedder
+
+    return build
 
 
 def embedder_model_info(settings: Settings) -> ModelInfo:
