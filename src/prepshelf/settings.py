@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -56,7 +56,9 @@ class Settings(BaseSettings):
 
     # --- remote embedder settings (job-design issue) ---
     embedder: Literal["local", "remote"] = Field(
-        default="local", description="local = packaged model; remote = OpenAI-compatible API"
+        default="local",
+        description="local = packaged model; remote = OpenAI-compatible API; "
+        "fake = shorthand for local with PREPSHELF_LOCAL_BACKEND=fake",
     )
     remote_embed_url: str | None = Field(
         default=None, description="Base URL of an OpenAI-compatible API, e.g. http://host/v1"
@@ -283,6 +285,15 @@ class Settings(BaseSettings):
         description="A PDF page with an image and fewer letters/digits than this in its text "
         "layer is OCR'd",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fake_embedder_shorthand(cls, data: object) -> object:
+        # "fake" is a local backend (same tokenizer, same windows, no model), so the
+        # shorthand becomes the pair every other module reads.
+        if isinstance(data, dict) and data.get("embedder") == "fake":
+            data = {**data, "embedder": "local", "local_backend": "fake"}
+        return data
 
     @field_validator("sync_roots", mode="before")
     @classmethod

@@ -26,7 +26,8 @@ from support.runs import ok, run_cli, wait_job
 from support.service import Service
 from support.sse import events
 
-pytestmark = needs_corpus
+# The expected numbers are hand-computed from the real model's rankings.
+pytestmark = [needs_corpus, pytest.mark.real_model]
 
 DOCS = {
     "category-level.docx": {},

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import support.service
 from support.corpus import CORPUS, needs_corpus
 from support.service import Service
 
@@ -117,8 +118,10 @@ def test_metrics_count_the_batch(svc: Service, batch: dict[str, Any]) -> None:
     assert finished == len(GOOD)
     assert _sample(m, "prepshelf_job_duration_seconds_count", status="failed") == 1
     assert _sample(m, "prepshelf_stage_duration_seconds_count", stage="embedding") == len(GOOD)
-    assert _sample(m, "prepshelf_chunks_embedded_total", embedder="local") > 0
-    assert _sample(m, "prepshelf_embedding_calls_total", embedder="local") > 0
+    # The label is the embedder's kind: the suite's fake backend is labelled "fake".
+    kind = "fake" if support.service.DEFAULT_BACKEND == "fake" else "local"
+    assert _sample(m, "prepshelf_chunks_embedded_total", embedder=kind) > 0
+    assert _sample(m, "prepshelf_embedding_calls_total", embedder=kind) > 0
     assert (
         _sample(
             m,

@@ -32,7 +32,7 @@ from support.scans import (
     text_page,
     tiff_pages,
 )
-from support.service import Service
+from support.service import REAL_MODEL, Service
 
 GERMAN = "Größere Übergänge prüfen wir später gründlich."
 CORPUS_SCANS = [
@@ -49,7 +49,12 @@ def service(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         database_url,
         tmp_path_factory.mktemp("ocr"),
         workers=1,
-        extra_env={"PREPSHELF_TORCH_THREADS": "1", "PREPSHELF_PARSE_MEMORY_LIMIT_MB": "1024"},
+        # Real model: the test finds scans by the meaning of their OCR'd text.
+        extra_env={
+            "PREPSHELF_TORCH_THREADS": "1",
+            "PREPSHELF_PARSE_MEMORY_LIMIT_MB": "1024",
+            **REAL_MODEL,
+        },
     )
     try:
         yield svc.start()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from prepshelf.pipeline.embed import embedding_cache_model
 from prepshelf.pipeline.embedders import build_embedder, query_embedder_factory
@@ -55,3 +56,24 @@ def test_the_fake_backend_imports_no_torch(tmp_path: Path) -> None:
         "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_prepshelf_embedder_fake_is_shorthand_for_the_fake_local_backend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREPSHELF_EMBEDDER", "fake")
+    settings = Settings(data_dir=tmp_path)
+    assert (settings.embedder, settings.local_backend) == ("local", "fake")
+    monkeypatch.setenv("PREPSHELF_EMBEDDER", "remote")
+    assert Settings(data_dir=tmp_path).local_backend == "torch"
+
+
+def test_unrelated_texts_score_above_zero_so_a_search_finds_something(tmp_path: Path) -> None:
+    embedder = build_embedder(Settings(data_dir=tmp_path, local_backend="fake"))
+    doc, *questions = embedder.embed(
+        ["Tide tables give high and low water times."]
+        + [f"question {i} about tides" for i in range(200)]
+    )
+    scores = np.asarray(questions) @ doc
+    assert scores.min() > 0.0
+    assert scores.max() < 0.5  # only the baseline and collisions: no shared word piece
