@@ -176,6 +176,8 @@ def test_keep_alive_comments_on_an_idle_stream(service: Service) -> None:
         for frame in frames(resp):
             if "keep-alive" in frame.comments:
                 break
+        else:
+            pytest.fail("the idle stream ended without a keep-alive comment")
 
 
 def test_events_survive_a_lost_listen_connection(service: Service) -> None:
@@ -192,6 +194,8 @@ def test_events_survive_a_lost_listen_connection(service: Service) -> None:
         for frame in events(resp):
             if frame.data and frame.data["status"] == "succeeded":
                 break
+        else:
+            pytest.fail("the stream ended before the job succeeded")
     assert frame.data and frame.data["job_id"] == job_id
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # the hub is back on its own

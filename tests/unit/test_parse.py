@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import time
 import zipfile
 from pathlib import Path
 
@@ -99,11 +98,10 @@ def test_script_style_and_hidden_xbrl_are_dropped() -> None:
 
 
 @needs_corpus
-def test_large_documents_are_fast() -> None:
+def test_large_documents_parse_in_full() -> None:
+    # How long they take is measured by bench/parse_large.py, never asserted here.
     for name in ("handbook-872p.docx", "pdf2image-memory-error-test-400p.pdf"):
-        started = time.monotonic()
         assert len(parse_file(CORPUS / name, name).text) > 300_000
-        assert time.monotonic() - started < 10
 
 
 _BAD = {
@@ -224,9 +222,7 @@ def test_nuls_after_the_sniffed_head_are_still_judged(tmp_path: Path) -> None:
 
 def test_enormous_single_line(tmp_path: Path) -> None:
     data = b"word " * (1024 * 1024)  # 5 MiB, no newline
-    started = time.monotonic()
     doc = parse_file(_write(tmp_path, "line.txt", data), "line.txt")
-    assert time.monotonic() - started < 10
     assert len(doc.text) == len(data) - 1 and "\n" not in doc.text
 
 
