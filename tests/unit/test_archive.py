@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from prepshelf.domain.archives import outcome_message
 from prepshelf.errors import InvalidFileError
 from prepshelf.pipeline.archive import (
     ArchiveLimits,
     Expansion,
     expand_archive,
-    outcome_message,
     safe_member_name,
 )
 from prepshelf.pipeline.sandbox import run_in_subprocess

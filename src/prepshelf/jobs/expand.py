@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import procrastinate
 
+from prepshelf.domain.archives import outcome_message
 from prepshelf.errors import InvalidFileError
 from prepshelf.ids import new_file_id
 from prepshelf.jobs.enqueue import AttachItem, attach_files
@@ -26,7 +27,6 @@ from prepshelf.pipeline.archive import (
     ArchiveLimits,
     Expansion,
     expand_archive,
-    outcome_message,
 )
 from prepshelf.pipeline.sandbox import run_in_subprocess
 from prepshelf.settings import Settings

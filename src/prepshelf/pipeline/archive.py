@@ -142,39 +142,6 @@ def safe_member_name(raw: str, *, max_component: int, max_total: int) -> str:
     return clean.encode("utf-8", "replace").decode("utf-8")  # no lone surrogates in the DB
 
 
-def outcome_message(
-    *,
-    failed: list[tuple[str, str]],
-    failed_total: int,
-    refused: list[tuple[str, str]],
-    refused_total: int,
-    others: int = 0,
-) -> str:
-    """Why no member of an archive could be ingested, naming the first few and their reasons."""
-
-    def listing(items: list[tuple[str, str]], total: int) -> str:
-        shown = ", ".join(f"'{name}' ({reason})" for name, reason in items[:5])
-        more = total - min(len(items), 5)
-        return shown + (f", and {more} more" if more > 0 else "")
-
-    if not (failed_total or refused_total or others):
-        message = "the archive holds no files"
-    elif not (failed_total or others):
-        message = f"all {refused_total} members refused: {listing(refused, refused_total)}"
-    elif not (refused_total or others):
-        message = f"all {failed_total} members failed: {listing(failed, failed_total)}"
-    else:
-        parts = []
-        if failed_total:
-            parts.append(f"{failed_total} failed: {listing(failed, failed_total)}")
-        if refused_total:
-            parts.append(f"{refused_total} refused: {listing(refused, refused_total)}")
-        if others:
-            parts.append(f"{others} cancelled or removed")
-        message = "no member could be ingested: " + "; ".join(parts)
-    return message if len(message) <= 2000 else message[:1997] + "..."
-
-
 def _printable(name: str) -> str:
     name = _CONTROL.sub("?", name).encode("utf-8", "replace").decode("utf-8")
     return name if len(name) <= 200 else name[:197] + "..."

@@ -14,7 +14,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from prepshelf.pipeline.archive import outcome_message
+from prepshelf.domain.archives import outcome_message
 
 Row = dict[str, Any]
 
