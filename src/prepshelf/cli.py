@@ -10,6 +10,8 @@ import secrets
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from prepshelf import local_server, logs
 from prepshelf.client.commands import add_client_commands
 from prepshelf.client.eval_commands import add_eval_commands
@@ -197,7 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logs.setup()
+    try:
+        settings = Settings()
+    except ValidationError:
+        logs.setup()  # the command that needs the bad setting reports it
+    else:
+        logs.setup(settings.log_level, settings.log_format)
     args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code

@@ -120,8 +120,8 @@ def _level(name: str) -> int:
 def setup(level: str | None = None, fmt: str | None = None) -> None:
     """Configure the root logger once per process (idempotent).
 
-    Reads PREPSHELF_LOG_LEVEL (default INFO) and PREPSHELF_LOG_FORMAT (text | json), the
-    same variables as Settings.log_level / log_format: logging starts before settings load.
+    The CLI passes Settings.log_level / log_format; without them (a library user, or settings
+    that do not validate) it reads PREPSHELF_LOG_LEVEL and PREPSHELF_LOG_FORMAT itself.
     """
     level_no = _level(level or os.environ.get("PREPSHELF_LOG_LEVEL", "INFO"))
     fmt = (fmt or os.environ.get("PREPSHELF_LOG_FORMAT", "text")).strip().lower()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -54,7 +53,7 @@ class Settings(BaseSettings):
     sweep_interval_s: int = 10
     shutdown_grace_s: float = 0.5
 
-    # --- remote embedder settings (job-design issue) ---
+    # --- remote embedder: an OpenAI-compatible embeddings API instead of the packaged model ---
     embedder: Literal["local", "remote"] = Field(
         default="local",
         description="local = packaged model; remote = OpenAI-compatible API; "
@@ -75,14 +74,14 @@ class Settings(BaseSettings):
     remote_embed_retries: int = Field(default=5, ge=0, description="Retries per vendor call")
     remote_embed_backoff_base_s: float = 0.5
     remote_embed_backoff_max_s: float = 30.0
-    # --- idempotency settings (job-design issue) ---
+    # --- idempotency keys ---
     idempotency_ttl_s: float = Field(
         default=24 * 3600, gt=0, description="How long an Idempotency-Key is remembered"
     )
     idempotency_wait_s: float = Field(
         default=30.0, description="How long a duplicate waits for the first request to finish"
     )
-    # --- events, metrics and logging settings (visibility issue) ---
+    # --- events, metrics and logs ---
     log_level: str = Field(
         default="INFO", description="Root log level (DEBUG shows library chatter)"
     )
@@ -99,7 +98,7 @@ class Settings(BaseSettings):
     events_retention_s: float = Field(
         default=7 * 24 * 3600, gt=0, description="How long job events are kept"
     )
-    # --- archive and hostile-input settings (hostile-input issue) ---
+    # --- archives and hostile input ---
     archive_max_total_bytes: int = Field(
         default=1024**3, gt=0, description="Uncompressed bytes one archive (with nested) may hold"
     )
@@ -117,11 +116,11 @@ class Settings(BaseSettings):
     )
     archive_max_name_component: int = Field(default=255, gt=0, description="Bytes per name part")
     archive_max_name_bytes: int = Field(default=1024, gt=0, description="Bytes per member path")
-    # --- projects and keys settings (hostile-input issue) ---
+    # --- projects and keys ---
     key_cache_ttl_s: float = Field(
         default=2.0, ge=0, description="How long the API trusts a resolved key (revocation lag)"
     )
-    # --- embeddings and batches settings (bulk-embedding issue) ---
+    # --- /v1/embeddings and /v1/batches ---
     embeddings_max_inputs: int = Field(
         default=2048,
         gt=0,
@@ -137,7 +136,7 @@ class Settings(BaseSettings):
     batch_completion_window_s: float = Field(
         default=24 * 3600, gt=0, description="How long the '24h' completion window lasts"
     )
-    # --- blob storage, search and maintenance settings (scale issue) ---
+    # --- blob storage, search and maintenance ---
     blob_url: str | None = Field(
         default=None, description="s3://bucket/prefix for S3-compatible storage; unset = data dir"
     )
@@ -160,7 +159,7 @@ class Settings(BaseSettings):
     embedding_cache_max_age_days: int = Field(
         default=30, ge=1, description="Embedding cache entries older than this are dropped"
     )
-    # --- ingest throughput settings (performance issue) ---
+    # --- ingest throughput ---
     ingest_concurrency: int = Field(
         default=2,
         ge=1,
@@ -169,14 +168,14 @@ class Settings(BaseSettings):
     embed_checkpoint_rows: int = Field(
         default=128, gt=0, description="Chunks embedded and written per checkpoint"
     )
-    # --- search settings (performance issue) ---
+    # --- search ---
     search_ef_search: int = Field(
         default=200,
         ge=1,
         le=1000,
         description="HNSW candidate list per search: higher = better recall, slower (1..1000)",
     )
-    # --- local embedding backend settings (performance issue) ---
+    # --- how the packaged model runs ---
     local_backend: Literal["torch", "onnx", "onnx-int8", "fake"] = Field(
         default="torch",
         description="Runs the local model: torch; onnx = onnxruntime, same vectors, exported "
@@ -185,7 +184,7 @@ class Settings(BaseSettings):
         "deterministic hashed word-piece vectors (keyword-like similarity) under the model's "
         "name, for tests and demos only; never for real retrieval",
     )
-    # --- client compatibility settings (clients issue) ---
+    # --- third-party client compatibility ---
     embeddings_token_ids: Literal["cl100k_base", "model"] = Field(
         default="cl100k_base",
         description="How /v1/embeddings reads token-id arrays: cl100k_base = OpenAI's encoding "
@@ -244,7 +243,7 @@ class Settings(BaseSettings):
         "(the most recently run)",
     )
 
-    # --- OCR settings (scans and images issue; docs/ocr.md) ---
+    # --- OCR of scans and images (docs/ocr.md) ---
     ocr_enabled: bool = Field(
         default=True, description="OCR scanned PDF pages and images; false = they fail as before"
     )
@@ -302,7 +301,7 @@ class Settings(BaseSettings):
             return [r.strip() for r in value.split(",") if r.strip()]
         return value
 
-    # --- front-gate hardening settings (hardening issue; docs/security.md) ---
+    # --- the front gate: limits for callers without a key (docs/security.md) ---
     header_timeout_s: float = Field(
         default=10.0,
         gt=0,
@@ -435,8 +434,3 @@ class Settings(BaseSettings):
     @property
     def pg_dir(self) -> Path:
         return self.data_dir / "postgres"
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

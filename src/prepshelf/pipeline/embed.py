@@ -15,14 +15,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from prepshelf.pipeline.model_info import SPECIAL_TOKENS
 from prepshelf.pipeline.tokenizer import load_tokenizer
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
-# [CLS] and [SEP] take two places of the model's sequence window.
-_SPECIAL_TOKENS = 2
 
 
 class Embedder(Protocol):
@@ -99,7 +98,7 @@ class LocalEmbedder:
         hf_config = _read_json(self.model_dir / "config.json")
         max_seq = st_config.get("max_seq_length") or hf_config.get("max_position_embeddings")
         dims = pooling.get("word_embedding_dimension") or hf_config.get("hidden_size")
-        self.max_input_tokens: int = int(max_seq or 0) - _SPECIAL_TOKENS
+        self.max_input_tokens: int = int(max_seq or 0) - SPECIAL_TOKENS
         self.dimensions: int = int(dims or 0)
         if not max_seq or not dims:
             self._load()  # sets both from the model itself
@@ -125,7 +124,7 @@ class LocalEmbedder:
                 model = SentenceTransformer(str(self.model_dir), device=self.device)
                 # Model's own view wins over the config files read in __init__.
                 if model.max_seq_length:
-                    self.max_input_tokens = int(model.max_seq_length) - _SPECIAL_TOKENS
+                    self.max_input_tokens = int(model.max_seq_length) - SPECIAL_TOKENS
                 dims = model.get_embedding_dimension()
                 if dims:
                     self.dimensions = int(dims)

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tokenizers
 
-from prepshelf.pipeline.embed import _SPECIAL_TOKENS, LocalEmbedder
+from prepshelf.pipeline.embed import LocalEmbedder
 from prepshelf.pipeline.embed_onnx_export import OnnxVariant, ensure_exported
+from prepshelf.pipeline.model_info import SPECIAL_TOKENS
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -81,7 +82,7 @@ class OnnxEmbedder(LocalEmbedder):
                 tokenizer = tokenizers.Tokenizer.from_file(str(self.model_dir / "tokenizer.json"))
                 self._pad_id = int((tokenizer.padding or {}).get("pad_id", 0))
                 tokenizer.no_padding()  # each batch is padded to its own longest text below
-                tokenizer.enable_truncation(max_length=self.max_input_tokens + _SPECIAL_TOKENS)
+                tokenizer.enable_truncation(max_length=self.max_input_tokens + SPECIAL_TOKENS)
                 self.onnx_path, self._tokenizer, self._session = path, tokenizer, session
             assert self._session is not None and self._tokenizer is not None
             return self._session, self._tokenizer

@@ -17,10 +17,8 @@ from prepshelf.pipeline.embed import (
     _count_tokens,
     default_model_dir,
 )
-from prepshelf.pipeline.model_info import ModelInfo, read_model_info
+from prepshelf.pipeline.model_info import SPECIAL_TOKENS, ModelInfo, read_model_info
 from prepshelf.settings import Settings
-
-_SPECIAL_TOKENS = 2  # ModelInfo counts a window with [CLS]/[SEP]; a remote window has none
 
 
 def _model_dir(settings: Settings) -> Path:
@@ -111,5 +109,6 @@ def embedder_model_info(settings: Settings) -> ModelInfo:
     return ModelInfo(
         model_id=settings.remote_embed_model,
         dimensions=settings.remote_embed_dimensions,
-        max_seq_length=settings.remote_embed_max_input_tokens + _SPECIAL_TOKENS,
+        # ModelInfo counts [CLS]/[SEP] in a window; a remote window has none.
+        max_seq_length=settings.remote_embed_max_input_tokens + SPECIAL_TOKENS,
     )

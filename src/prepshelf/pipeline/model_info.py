@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-_SPECIAL_TOKENS = 2  # [CLS] and [SEP] take two places of the model's window
+# [CLS] and [SEP] take two places of a local model's window; a chunk gets the rest.
+SPECIAL_TOKENS = 2
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class ModelInfo:
 
     @property
     def max_chunk_tokens(self) -> int:
-        return self.max_seq_length - _SPECIAL_TOKENS
+        return self.max_seq_length - SPECIAL_TOKENS
 
     @property
     def auto_overlap_tokens(self) -> int:
