@@ -1,4 +1,4 @@
-"""Queries on /v1/batches rows and their checkpointed slices.
+"""Queries on /v1/batches rows (their checkpointed slices: store/batch_slices.py).
 
 A batch's status moves validating → in_progress → finalizing → completed, or ends failed,
 expired or cancelled (through cancelling). Each final status stamps its own timestamp column.
@@ -11,6 +11,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from prepshelf.domain.batches import Batch, StopState
+from prepshelf.store import files as files_db
 from prepshelf.store.pages import Page, PageRequest, fetch_page
 
 Row = dict[str, Any]
@@ -71,10 +73,40 @@ async def get_batch(
     return await (await conn.execute(query, args)).fetchone()
 
 
-async def get_batch_of_job(conn: AsyncConnection[Any], *, job_id: str) -> Row | None:
-    return await (
-        await conn.execute("SELECT * FROM batches WHERE job_id = %s", [job_id])
+async def get_batch_of_job(conn: AsyncConnection[Any], *, job_id: str) -> Batch | None:
+    row = await (await conn.execute("SELECT * FROM batches WHERE job_id = %s", [job_id])).fetchone()
+    if row is None:
+        return None
+    return Batch(
+        id=row["id"],
+        project_id=row["project_id"],
+        input_file_id=row["input_file_id"],
+        status=row["status"],
+        job_id=row["job_id"],
+    )
+
+
+async def input_blob_key(conn: AsyncConnection[Any], *, batch: Batch) -> str | None:
+    """Where the batch's input file lies; None once the file was deleted."""
+    row = await files_db.get_file(conn, project_id=batch.project_id, file_id=batch.input_file_id)
+    return row["blob_key"] if row else None
+
+
+async def stop_state(conn: AsyncConnection[Any], *, batch_id: str, job_id: str) -> StopState | None:
+    """The batch's status, whether its window ended and whether its job was asked to cancel."""
+    row = await (
+        await conn.execute(
+            """SELECT b.status, b.expires_at < clock_timestamp() AS expired,
+                      j.cancel_requested
+               FROM batches b JOIN jobs j ON j.id = b.job_id WHERE b.id = %s AND j.id = %s""",
+            [batch_id, job_id],
+        )
     ).fetchone()
+    if row is None:
+        return None
+    return StopState(
+        status=row["status"], expired=bool(row["expired"]), cancel_requested=row["cancel_requested"]
+    )
 
 
 async def list_batches(conn: AsyncConnection[Any], *, project_id: str, page: PageRequest) -> Page:
@@ -146,78 +178,15 @@ async def set_status(
     return cur.rowcount > 0
 
 
-# --- slices -----------------------------------------------------------------------------
+async def set_total(conn: AsyncConnection[Any], *, batch_id: str, total: int) -> None:
+    """The number of requests, whatever the status (a batch cancelled while validating too)."""
+    await conn.execute("UPDATE batches SET total = %s WHERE id = %s", [total, batch_id])
 
 
-async def clear_slices(conn: AsyncConnection[Any], *, batch_id: str) -> None:
-    await conn.execute("DELETE FROM batch_slices WHERE batch_id = %s", [batch_id])
-
-
-async def insert_slices(
-    conn: AsyncConnection[Any], *, batch_id: str, slices: list[tuple[int, int, int, int]]
-) -> None:
-    """`slices`: (slice_no, start_line, start_offset, n_lines)."""
-    if not slices:
-        return
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            """INSERT INTO batch_slices (batch_id, slice_no, start_line, start_offset, n_lines)
-               VALUES (%s, %s, %s, %s, %s)""",
-            [(batch_id, *s) for s in slices],
-        )
-
-
-async def next_slice(conn: AsyncConnection[Any], *, batch_id: str) -> Row | None:
-    return await (
-        await conn.execute(
-            """SELECT * FROM batch_slices WHERE batch_id = %s AND NOT done
-               ORDER BY slice_no LIMIT 1""",
-            [batch_id],
-        )
-    ).fetchone()
-
-
-async def slices(conn: AsyncConnection[Any], *, batch_id: str) -> list[Row]:
-    """Every slice of a batch, in order (a few hundred rows even for a very large batch)."""
-    return await (
-        await conn.execute(
-            "SELECT * FROM batch_slices WHERE batch_id = %s ORDER BY slice_no", [batch_id]
-        )
-    ).fetchall()
-
-
-async def finish_slice(
-    conn: AsyncConnection[Any],
-    *,
-    batch_id: str,
-    slice_no: int,
-    completed: int,
-    failed: int,
-    tokens: int,
-) -> int:
-    """Record a slice as done and add its counts to the batch, once; return lines done so far.
-
-    Runs in the caller's transaction; a slice replayed after a crash adds nothing twice.
-    """
-    cur = await conn.execute(
-        """UPDATE batch_slices SET done = true, completed = %s, failed = %s
-           WHERE batch_id = %s AND slice_no = %s AND NOT done""",
-        [completed, failed, batch_id, slice_no],
+async def set_model_if_unset(conn: AsyncConnection[Any], *, batch_id: str, model: str) -> None:
+    await conn.execute(
+        "UPDATE batches SET model = coalesce(model, %s) WHERE id = %s", [model, batch_id]
     )
-    if cur.rowcount:
-        await conn.execute(
-            """UPDATE batches SET completed = completed + %s, failed = failed + %s,
-                      input_tokens = input_tokens + %s WHERE id = %s""",
-            [completed, failed, tokens, batch_id],
-        )
-    row = await (
-        await conn.execute(
-            "SELECT coalesce(sum(n_lines), 0) AS n FROM batch_slices WHERE batch_id = %s AND done",
-            [batch_id],
-        )
-    ).fetchone()
-    assert row is not None
-    return int(row["n"])
 
 
 async def fail_batch_of_job(conn: AsyncConnection[Any], *, job_id: str, message: str) -> None:

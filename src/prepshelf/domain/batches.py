@@ -1,0 +1,72 @@
+"""A /v1/batches batch as its worker sees it: the batch, its job and its checkpointed slices.
+
+A batch's status moves validating → in_progress → finalizing → completed, or ends failed,
+expired or cancelled (through cancelling). These are the columns the worker reads, typed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+BatchStatus = Literal[
+    "validating",
+    "in_progress",
+    "finalizing",
+    "completed",
+    "failed",
+    "expired",
+    "cancelling",
+    "cancelled",
+]
+# How a batch ends when its worker stops before every slice ran.
+StopReason = Literal["cancelled", "expired"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: str
+    project_id: str
+    input_file_id: str
+    status: BatchStatus
+    job_id: str
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """The batch's row of `jobs`."""
+
+    id: str
+    status: str
+    attempts: int
+    worker: str | None
+
+    def as_row(self) -> dict[str, Any]:
+        """The fields the shared job transitions (store/jobs.py) read."""
+        return {"id": self.id, "attempts": self.attempts, "worker": self.worker}
+
+
+@dataclass(frozen=True)
+class SlicePlan:
+    """One embedding work unit cut by validation: `n_lines` requests from a byte offset."""
+
+    slice_no: int
+    start_line: int  # 1-based physical line of its first request
+    start_offset: int
+    n_lines: int
+
+
+@dataclass(frozen=True)
+class BatchSlice(SlicePlan):
+    """A slice as checkpointed: done once its part blobs are written and its counts added."""
+
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class StopState:
+    """What decides whether the worker stops between slices."""
+
+    status: BatchStatus
+    expired: bool
+    cancel_requested: bool
