@@ -136,6 +136,25 @@ class Settings(BaseSettings):
     batch_completion_window_s: float = Field(
         default=24 * 3600, gt=0, description="How long the '24h' completion window lasts"
     )
+    batch_turn_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Fair share: after this long a batch gives its worker to a waiting batch "
+        "at its next slice boundary (0 = at every slice)",
+    )
+    upstream_batch_concurrency: int = Field(
+        default=16,
+        gt=0,
+        le=256,
+        description="Requests of one upstream batch slice in flight at once (each upstream's "
+        "max_concurrent still holds across all workers)",
+    )
+    upstream_batch_max_wait_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A batch line waits this long at most for its turn at the upstream's "
+        "limits; past it the batch goes back on the shelf until its turn comes",
+    )
     # --- blob storage, search and maintenance ---
     blob_url: str | None = Field(
         default=None, description="s3://bucket/prefix for S3-compatible storage; unset = data dir"

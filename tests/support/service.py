@@ -148,7 +148,8 @@ class Service:
     def openai(self, **kwargs: Any) -> Any:
         import openai
 
-        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key, max_retries=0, **kwargs)
+        kwargs.setdefault("max_retries", 0)  # a test sees the first failure, not a retry
+        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key, **kwargs)
 
     def http(self) -> httpx.Client:
         return httpx.Client(

@@ -30,7 +30,6 @@ SQL_PENDING = {
     "api/metrics.py",
     "api/routes/jobs.py",
     "api/routes/store_files.py",
-    "jobs/batch_embed.py",
     "jobs/cancel.py",
     "jobs/enqueue.py",
     "jobs/expand.py",

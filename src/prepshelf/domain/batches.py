@@ -30,6 +30,7 @@ class Batch:
     input_file_id: str
     status: BatchStatus
     job_id: str
+    endpoint: str = "/v1/embeddings"  # the URL every request line names
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ written as streams. Status changes are batch_state's.
 from __future__ import annotations
 
 import asyncio
+import functools
+from dataclasses import replace
 from typing import Any
 
 import procrastinate
@@ -20,22 +22,32 @@ from psycopg import AsyncConnection
 from prepshelf.domain.batches import Batch, BatchJob
 from prepshelf.jobs import batch_state
 from prepshelf.jobs.batch_input import drop_cached_input, input_path
-from prepshelf.jobs.batch_lines import ENDPOINT as ENDPOINT  # the API checks it on create
+from prepshelf.jobs.batch_lines import ENDPOINT as ENDPOINT  # the API checks them on create
+from prepshelf.jobs.batch_lines import UPSTREAM_ENDPOINTS as UPSTREAM_ENDPOINTS
+from prepshelf.jobs.batch_lines import read_slice
 from prepshelf.jobs.batch_output import STOP_ERRORS, concat, delete_parts
 from prepshelf.jobs.batch_slices import embed_slices
+from prepshelf.jobs.batch_turns import defer_priority
+from prepshelf.jobs.batch_upstream import UpstreamPaused
+from prepshelf.jobs.batch_upstream_slices import answer_slices
 from prepshelf.jobs.batch_validate import validate
 from prepshelf.jobs.ingest import WorkerResources
 from prepshelf.jobs.queue import BATCH_QUEUE, BATCH_TASK
 from prepshelf.jobs.retry import RequeueJob, RequeueStrategy
+from prepshelf.store import batch_answers
 from prepshelf.store import batch_jobs as batch_jobs_db
 from prepshelf.store import batch_slices as slices_db
 from prepshelf.store import batches as batches_db
 from prepshelf.store import jobs as jobs_db
 
 
-async def defer_batch_job(app: procrastinate.App, conn: AsyncConnection[Any], job_id: str) -> int:
-    """Queue the batch's job on `conn` (the caller's transaction); return the queue job id."""
-    deferrer = app.configure_task(BATCH_TASK, queue=BATCH_QUEUE, connection=conn)
+async def defer_batch_job(
+    app: procrastinate.App, conn: AsyncConnection[Any], job_id: str, *, project_id: str
+) -> int:
+    """Queue the batch's job on `conn` (the caller's transaction); return the queue job id.
+    It waits behind its own project's unfinished batches only (batch_turns)."""
+    priority = await defer_priority(conn, project_id=project_id, job_id=job_id)
+    deferrer = app.configure_task(BATCH_TASK, queue=BATCH_QUEUE, connection=conn, priority=priority)
     return await deferrer.defer_async(job_id=job_id)
 
 
@@ -56,6 +68,12 @@ async def run_batch(res: WorkerResources, job_id: str) -> None:
         return
     try:
         await _run(res, job, batch)
+    except RequeueJob:
+        raise  # released already: a turn given to waiting batches
+    except UpstreamPaused as paused:
+        async with res.pool.connection() as conn:
+            await batch_jobs_db.release(conn, job=job, reason=f"waiting for the upstream: {paused}")
+        raise RequeueJob(str(paused), paused.retry_after_s) from None
     except asyncio.CancelledError:
         async with res.pool.connection() as conn:
             await batch_jobs_db.release(conn, job=job, reason="released: worker shutting down")
@@ -73,11 +91,38 @@ async def _run(res: WorkerResources, job: BatchJob, batch: Batch) -> None:
             await jobs_db.set_stage(conn, job_id=job.id, stage="embedding")
     try:
         if batch.status != "finalizing":
-            await embed_slices(res, job, batch)
+            if await _is_upstream(res, batch):
+                await answer_slices(res, job, batch)
+            else:
+                await embed_slices(res, job, batch)
         final = "completed"
     except batch_state.Stop as stop:
         final = stop.status
     await _finalize(res, batch, job, final)
+
+
+async def _is_upstream(res: WorkerResources, batch: Batch) -> bool:
+    """Chat and completions always go upstream; embeddings when the first line names a model
+    an upstream serves rather than the worker's own (a batch asks one model, as OpenAI's)."""
+    if batch.endpoint != ENDPOINT:
+        return True
+    if res.upstreams is None or not res.upstreams.config.models_for("/v1/embeddings"):
+        return False
+    async with res.pool.connection() as conn:
+        slices = await slices_db.slices(conn, batch_id=batch.id)
+    if not slices:
+        return False
+    path = await input_path(res, batch)
+    first = await asyncio.to_thread(
+        read_slice, path, replace(slices[0], n_lines=1), max_bytes=res.settings.max_json_body_bytes
+    )
+    model = first[0].body.get("model") if first and isinstance(first[0].body, dict) else None
+    local = {res.embedder.model_id, res.settings.model_id}
+    return (
+        isinstance(model, str)
+        and model not in local
+        and any(m.id == model for m in res.upstreams.config.models_for("/v1/embeddings"))
+    )
 
 
 async def _finalize(res: WorkerResources, batch: Batch, job: BatchJob, final: str) -> None:
@@ -89,9 +134,30 @@ async def _finalize(res: WorkerResources, batch: Batch, job: BatchJob, final: st
             )
         await jobs_db.set_stage(conn, job_id=job.id, stage="indexing")
         slices = await slices_db.slices(conn, batch_id=batch.id)
+        # An upstream batch stopped mid-slice keeps the answers that slice already got.
+        partial = {
+            sl.slice_no: answers
+            for sl in slices
+            if not sl.done
+            and (
+                answers := await batch_answers.slice_lines(
+                    conn, batch_id=batch.id, slice_no=sl.slice_no
+                )
+            )
+        }
     path = await input_path(res, batch) if final in STOP_ERRORS else None
     written = await asyncio.to_thread(
-        concat, res.blobs, batch.id, slices, path, final, res.settings.max_json_body_bytes
+        functools.partial(
+            concat,
+            res.blobs,
+            batch.id,
+            slices,
+            path,
+            final,
+            res.settings.max_json_body_bytes,
+            endpoint=batch.endpoint,
+            partial=partial,
+        )
     )
     drop_cached_input(res, batch.id)
     async with res.pool.connection() as conn, conn.transaction():

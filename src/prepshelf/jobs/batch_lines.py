@@ -13,7 +13,9 @@ from typing import IO, Any
 
 from prepshelf.domain.batches import SlicePlan
 
-ENDPOINT = "/v1/embeddings"
+ENDPOINT = "/v1/embeddings"  # answered by the worker's own embedding model
+# Answered by upstreams (docs/upstreams.md); embeddings too, when a line names an upstream model.
+UPSTREAM_ENDPOINTS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 COPY_BYTES = 1024 * 1024
 
 
@@ -36,7 +38,9 @@ def _read_line(fh: IO[bytes], max_bytes: int) -> tuple[bytes, bool]:
     return b"x", False
 
 
-def _parse(raw: bytes, line_no: int, offset: int, fits: bool, max_bytes: int) -> RequestLine:
+def _parse(
+    raw: bytes, line_no: int, offset: int, fits: bool, max_bytes: int, endpoint: str
+) -> RequestLine:
     line = RequestLine(line_no, offset)
 
     def err(code: str, message: str, param: str | None = None) -> RequestLine:
@@ -61,10 +65,10 @@ def _parse(raw: bytes, line_no: int, offset: int, fits: bool, max_bytes: int) ->
     line.custom_id = custom_id
     if obj.get("method") != "POST":
         return err("invalid_method", f"Line {line_no}: 'method' must be 'POST'", "method")
-    if obj.get("url") != ENDPOINT:
+    if obj.get("url") != endpoint:
         return err(
             "invalid_url",
-            f"Line {line_no}: 'url' must be {ENDPOINT!r}, the batch's endpoint",
+            f"Line {line_no}: 'url' must be {endpoint!r}, the batch's endpoint",
             "url",
         )
     if not isinstance(obj.get("body"), dict):
@@ -76,8 +80,11 @@ def _parse(raw: bytes, line_no: int, offset: int, fits: bool, max_bytes: int) ->
 class LineScanner:
     """Reads request lines from a position; blank lines are skipped (they are not requests)."""
 
-    def __init__(self, fh: IO[bytes], *, line_no: int, max_bytes: int) -> None:
+    def __init__(
+        self, fh: IO[bytes], *, line_no: int, max_bytes: int, endpoint: str = ENDPOINT
+    ) -> None:
         self.fh, self.line_no, self.max_bytes = fh, line_no, max_bytes
+        self.endpoint = endpoint
 
     def next(self, n: int) -> list[RequestLine]:
         out: list[RequestLine] = []
@@ -89,12 +96,15 @@ class LineScanner:
             self.line_no += 1
             if fits and not raw.strip():
                 continue
-            out.append(_parse(raw, self.line_no, offset, fits, self.max_bytes))
+            out.append(_parse(raw, self.line_no, offset, fits, self.max_bytes, self.endpoint))
         return out
 
 
-def read_slice(path: Path, sl: SlicePlan, *, max_bytes: int) -> list[RequestLine]:
+def read_slice(
+    path: Path, sl: SlicePlan, *, max_bytes: int, endpoint: str = ENDPOINT
+) -> list[RequestLine]:
     """The request lines of one slice (its file offset and line count come from validation)."""
     with open(path, "rb") as fh:
         fh.seek(sl.start_offset)
-        return LineScanner(fh, line_no=sl.start_line - 1, max_bytes=max_bytes).next(sl.n_lines)
+        scanner = LineScanner(fh, line_no=sl.start_line - 1, max_bytes=max_bytes, endpoint=endpoint)
+        return scanner.next(sl.n_lines)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ import numpy as np
 
 from prepshelf.domain.batches import BatchSlice
 from prepshelf.errors import PrepshelfError
-from prepshelf.jobs.batch_lines import COPY_BYTES, RequestLine, read_slice
+from prepshelf.jobs.batch_lines import COPY_BYTES, ENDPOINT, RequestLine, read_slice
 from prepshelf.pipeline.embedding_request import EmbeddingRequest, response_body
+from prepshelf.store.batch_answers import LineAnswer
 from prepshelf.store.blobs import BlobStore
 
 # Keyed by how the batch ended (a StopReason).
@@ -53,41 +54,33 @@ def _line_id() -> str:
     return f"batch_req_{secrets.token_hex(12)}"
 
 
-def _result_line(ln: RequestLine, req: EmbeddingRequest, vectors: list[np.ndarray]) -> bytes:
-    return _dumps(
-        {
-            "id": _line_id(),
-            "custom_id": ln.custom_id,
-            "response": {
-                "status_code": 200,
-                "request_id": _request_id(),
-                "body": response_body(req, vectors),
-            },
-            "error": None,
+def response_record(custom_id: str | None, status_code: int, body: Any) -> dict[str, Any]:
+    """One line of the output or error file: a request and the answer it got."""
+    return {
+        "id": _line_id(),
+        "custom_id": custom_id,
+        "response": {"status_code": status_code, "request_id": _request_id(), "body": body},
+        "error": None,
+    }
+
+
+def error_body(problem: PrepshelfError) -> dict[str, Any]:
+    return {
+        "error": {
+            "message": problem.message,
+            "type": problem.error_type,
+            "param": problem.param,
+            "code": problem.code,
         }
-    )
+    }
+
+
+def _result_line(ln: RequestLine, req: EmbeddingRequest, vectors: list[np.ndarray]) -> bytes:
+    return _dumps(response_record(ln.custom_id, 200, response_body(req, vectors)))
 
 
 def _refused_line(ln: RequestLine, problem: PrepshelfError) -> bytes:
-    return _dumps(
-        {
-            "id": _line_id(),
-            "custom_id": ln.custom_id,
-            "response": {
-                "status_code": problem.status_code,
-                "request_id": _request_id(),
-                "body": {
-                    "error": {
-                        "message": problem.message,
-                        "type": problem.error_type,
-                        "param": problem.param,
-                        "code": problem.code,
-                    }
-                },
-            },
-            "error": None,
-        }
-    )
+    return _dumps(response_record(ln.custom_id, problem.status_code, error_body(problem)))
 
 
 def _not_run_line(ln: RequestLine, code: str, message: str) -> bytes:
@@ -124,6 +117,23 @@ def write_parts(
         raise
 
 
+def write_answer_parts(
+    blobs: BlobStore, batch_id: str, slice_no: int, answers: Sequence[LineAnswer]
+) -> None:
+    """Write one upstream slice's part blobs from its kept answers, in input order."""
+    out = blobs.open_writer(part_key(batch_id, slice_no, "out"))
+    err = blobs.open_writer(part_key(batch_id, slice_no, "err"))
+    try:
+        for answer in answers:
+            (err if answer.is_error else out).write(_dumps(answer.record))
+        out.commit()
+        err.commit()
+    except BaseException:
+        out.abort()
+        err.abort()
+        raise
+
+
 def concat(
     blobs: BlobStore,
     batch_id: str,
@@ -131,9 +141,15 @@ def concat(
     path: Path | None,
     final: str,
     max_bytes: int,
+    *,
+    endpoint: str = ENDPOINT,
+    partial: Mapping[int, Sequence[LineAnswer]] | None = None,
 ) -> dict[str, tuple[int, str] | None]:
     """Write output.jsonl and errors.jsonl from the part blobs (streamed); size and sha each,
-    None for a file left empty. `path` (the input) is needed only for a stopped batch."""
+    None for a file left empty. `path` (the input) is needed only for a stopped batch;
+    `partial` holds the answers an upstream batch's unfinished slices already got (kept,
+    not reported as never run)."""
+    partial = partial or {}
     result: dict[str, tuple[int, str] | None] = {}
     for kind, name in OUTPUT_FILES:
         writer = blobs.open_writer(output_key(batch_id, name))
@@ -143,11 +159,18 @@ def concat(
                     with blobs.open_reader(part_key(batch_id, sl.slice_no, kind)) as fh:
                         while data := fh.read(COPY_BYTES):
                             writer.write(data)
-                elif kind == "err" and final in STOP_ERRORS:
+                    continue
+                answers = partial.get(sl.slice_no, ())
+                for answer in answers:
+                    if answer.is_error == (kind == "err"):
+                        writer.write(_dumps(answer.record))
+                if kind == "err" and final in STOP_ERRORS:
                     assert path is not None
                     code, message = STOP_ERRORS[final]
-                    for ln in read_slice(path, sl, max_bytes=max_bytes):
-                        writer.write(_not_run_line(ln, code, message))
+                    answered = {a.line_no for a in answers}
+                    for ln in read_slice(path, sl, max_bytes=max_bytes, endpoint=endpoint):
+                        if ln.line_no not in answered:
+                            writer.write(_not_run_line(ln, code, message))
             size = writer.bytes_written
             digest = writer.commit()
         except BaseException:

@@ -5,6 +5,7 @@ transaction. A worker that dies mid-slice costs that slice only."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from prepshelf.jobs.batch_input import input_path
 from prepshelf.jobs.batch_lines import RequestLine, read_slice
 from prepshelf.jobs.batch_output import write_parts
 from prepshelf.jobs.batch_state import check_stop
+from prepshelf.jobs.batch_turns import yield_if_others_wait
 from prepshelf.jobs.ingest import WorkerResources
 from prepshelf.pipeline.embedding_plan import iter_input_vectors
 from prepshelf.pipeline.embedding_request import EmbeddingLimits, EmbeddingRequest, parse_request
@@ -60,6 +62,7 @@ async def embed_slices(res: WorkerResources, job: BatchJob, batch: Batch) -> Non
         await batches_db.set_model_if_unset(
             conn, batch_id=batch_id, model=sorted(limits.model_ids)[0]
         )
+    started = time.monotonic()
     while True:
         async with res.pool.connection() as conn:
             await check_stop(conn, batch_id=batch_id, job_id=job.id)
@@ -74,6 +77,7 @@ async def embed_slices(res: WorkerResources, job: BatchJob, batch: Batch) -> Non
         except asyncio.CancelledError:
             await step
             raise
+        await yield_if_others_wait(res, job, since=started)
 
 
 async def _slice_step(

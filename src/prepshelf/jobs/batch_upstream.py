@@ -1,7 +1,7 @@
 """One slice of an upstream /v1/batches job: its lines sent concurrently, each answer kept.
 
 Every answer (or the line's own error) is recorded the moment it arrives
-(`store/batch_lines.py`), so a slice run again after a kill -9 sends only the lines that had
+(`store/batch_answers.py`), so a slice run again after a kill -9 sends only the lines that had
 no answer yet, and the output keeps one line per `custom_id`. A line whose upstream stays
 unavailable after the client's retries, or whose turn at the shared rate limits is further
 off than the job may wait, is not an error: the slice stops sending, lets the requests in
@@ -11,17 +11,17 @@ flight finish, and `UpstreamPaused` puts the job back on the shelf until then.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from prepshelf.domain.upstreams import Endpoint
 from prepshelf.errors import InvalidRequestError, PrepshelfError
+from prepshelf.jobs.batch_output import error_body, response_record
 from prepshelf.jobs.upstreams import UpstreamClients
 from prepshelf.pipeline.upstream_client import UpstreamResult
-from prepshelf.store import batch_lines
-from prepshelf.store.batch_lines import LineResult
+from prepshelf.store import batch_answers
+from prepshelf.store.batch_answers import LineAnswer
 from prepshelf.store.db import Pool
 
 
@@ -40,14 +40,6 @@ class UpstreamPaused(Exception):
         self.retry_after_s = retry_after_s
 
 
-def _line_id() -> str:
-    return f"batch_req_{secrets.token_hex(12)}"
-
-
-def _request_id() -> str:
-    return f"req_{secrets.token_hex(16)}"
-
-
 def _count(usage: Mapping[str, Any], *keys: str) -> int:
     for key in keys:
         value = usage.get(key)
@@ -56,52 +48,27 @@ def _count(usage: Mapping[str, Any], *keys: str) -> int:
     return 0
 
 
-def answered(line: UpstreamLine, result: UpstreamResult) -> LineResult:
+def answered(line: UpstreamLine, result: UpstreamResult) -> LineAnswer:
     """The output line of an answer, or the error line of a request the upstream refused."""
     usage = result.body.get("usage") if result.outcome == "ok" else None
     usage = usage if isinstance(usage, Mapping) else {}
-    return LineResult(
+    return LineAnswer(
         line_no=line.line_no,
         custom_id=line.custom_id,
         is_error=result.outcome != "ok",
-        record={
-            "id": _line_id(),
-            "custom_id": line.custom_id,
-            "response": {
-                "status_code": result.status_code,
-                "request_id": _request_id(),
-                "body": result.body,
-            },
-            "error": None,
-        },
+        record=response_record(line.custom_id, result.status_code, result.body),
         input_tokens=_count(usage, "prompt_tokens", "input_tokens"),
         output_tokens=_count(usage, "completion_tokens", "output_tokens"),
     )
 
 
-def refused(line: UpstreamLine, problem: PrepshelfError) -> LineResult:
+def refused(line: UpstreamLine, problem: PrepshelfError) -> LineAnswer:
     """The error line of a request never sent (no such model, a body it cannot be)."""
-    return LineResult(
+    return LineAnswer(
         line_no=line.line_no,
         custom_id=line.custom_id,
         is_error=True,
-        record={
-            "id": _line_id(),
-            "custom_id": line.custom_id,
-            "response": {
-                "status_code": problem.status_code,
-                "request_id": _request_id(),
-                "body": {
-                    "error": {
-                        "message": problem.message,
-                        "type": problem.error_type,
-                        "param": problem.param,
-                        "code": problem.code,
-                    }
-                },
-            },
-            "error": None,
-        },
+        record=response_record(line.custom_id, problem.status_code, error_body(problem)),
         input_tokens=0,
         output_tokens=0,
     )
@@ -128,15 +95,15 @@ async def answer_slice(
     lines: Sequence[UpstreamLine],
     concurrency: int,
     max_wait_s: float,
-    on_answer: Callable[[LineResult], Awaitable[None]] | None = None,
-) -> list[LineResult]:
+    on_answer: Callable[[LineAnswer], Awaitable[None]] | None = None,
+) -> list[LineAnswer]:
     """Answer every line of the slice not answered yet; return all its answers in order.
 
     Raises UpstreamPaused when an upstream gave up or its limits are too far off; on
     cancellation (the worker stops) no new line is sent and the requests in flight finish.
     """
     async with pool.connection() as conn:
-        kept = await batch_lines.slice_lines(conn, batch_id=batch_id, slice_no=slice_no)
+        kept = await batch_answers.slice_lines(conn, batch_id=batch_id, slice_no=slice_no)
     done = {r.line_no for r in kept}
     todo = [ln for ln in lines if ln.line_no not in done]
     gate = asyncio.Semaphore(concurrency)
@@ -153,7 +120,7 @@ async def answer_slice(
                 stop.set()
                 return
             async with pool.connection() as conn:
-                await batch_lines.record_line(
+                await batch_answers.record_line(
                     conn, batch_id=batch_id, slice_no=slice_no, result=result
                 )
             if on_answer is not None:
@@ -177,12 +144,12 @@ async def answer_slice(
             str(message or "the upstream is unavailable"), max(first.retry_after_s or 0.0, 1.0)
         )
     async with pool.connection() as conn:
-        return await batch_lines.slice_lines(conn, batch_id=batch_id, slice_no=slice_no)
+        return await batch_answers.slice_lines(conn, batch_id=batch_id, slice_no=slice_no)
 
 
 async def _answer(
     clients: UpstreamClients, endpoint: Endpoint, line: UpstreamLine, max_wait_s: float
-) -> LineResult | UpstreamResult:
+) -> LineAnswer | UpstreamResult:
     """The line's answer or error line; the client's result itself when it must wait."""
     problem = _refusal(line.body)
     if problem is not None:

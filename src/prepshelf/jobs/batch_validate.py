@@ -33,7 +33,12 @@ async def validate(res: WorkerResources, job: BatchJob, batch: Batch) -> bool:
             await slices_db.clear_slices(conn, batch_id=batch.id)
             await slices_db.start_custom_id_check(conn)
             with open(path, "rb") as fh:
-                scanner = LineScanner(fh, line_no=0, max_bytes=res.settings.max_json_body_bytes)
+                scanner = LineScanner(
+                    fh,
+                    line_no=0,
+                    max_bytes=res.settings.max_json_body_bytes,
+                    endpoint=batch.endpoint,
+                )
                 while lines := await asyncio.to_thread(scanner.next, _SCAN_CHUNK):
                     report.total += len(lines)
                     ids = [ln.custom_id for ln in lines if ln.custom_id is not None]

@@ -31,6 +31,7 @@ from prepshelf.errors import FileProcessingError, InvalidFileError
 from prepshelf.jobs.expand import expand_archive_job
 from prepshelf.jobs.ocr import OcrCancelled, OcrProgress, ocr_options, requested_languages
 from prepshelf.jobs.retry import RequeueJob, backoff_delay
+from prepshelf.jobs.upstreams import UpstreamClients
 from prepshelf.pipeline.chunk import ChunkingStrategy, chunk_text
 from prepshelf.pipeline.embed import Embedder, embedding_cache_model
 from prepshelf.pipeline.pages import chunk_attributes
@@ -59,6 +60,8 @@ class WorkerResources:
     # One model call at a time per process: with several jobs in flight, the others parse and
     # write while the model runs, instead of splitting the cores between two model calls.
     model_lock: contextlib.AbstractContextManager[Any] = field(default_factory=threading.Lock)
+    # Clients of the configured upstreams (chat, completions, transcription); None: none.
+    upstreams: UpstreamClients | None = None
 
 
 class JobCancelled(Exception):

@@ -16,15 +16,22 @@ __all__ = ["RequeueJob", "RequeueStrategy", "backoff_delay"]
 
 
 class RequeueJob(Exception):
-    """Put the queue message back, to run again after `delay_s` seconds."""
+    """Put the queue message back, to run again after `delay_s` seconds.
 
-    def __init__(self, reason: str, delay_s: float = 0.0) -> None:
+    `yield_turn`: the job gave its worker to waiting jobs (fair share); its queue priority
+    drops by one, so every job that waited runs before it comes back (the queue takes the
+    highest priority first, then the oldest).
+    """
+
+    def __init__(self, reason: str, delay_s: float = 0.0, *, yield_turn: bool = False) -> None:
         super().__init__(reason)
         self.delay_s = delay_s
+        self.yield_turn = yield_turn
 
 
 class RequeueStrategy(BaseRetryStrategy):
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
         if isinstance(exception, RequeueJob):
-            return RetryDecision(retry_in={"seconds": round(exception.delay_s)})
+            priority = job.priority - 1 if exception.yield_turn else None
+            return RetryDecision(retry_in={"seconds": round(exception.delay_s)}, priority=priority)
         return None

@@ -32,6 +32,7 @@ from prepshelf.jobs.queue import (
 from prepshelf.jobs.retry import RequeueStrategy
 from prepshelf.jobs.runs import RUNS_QUEUE
 from prepshelf.jobs.sweeper import sweep
+from prepshelf.jobs.upstreams import UpstreamClients
 from prepshelf.metrics import instrument_embedder
 from prepshelf.pipeline.embed import LocalEmbedder, default_model_dir
 from prepshelf.pipeline.embedders import build_embedder
@@ -40,6 +41,7 @@ from prepshelf.pipeline.tokenizer import load_tokenizer
 from prepshelf.settings import Settings
 from prepshelf.store.blob_factory import build_blob_store
 from prepshelf.store.db import open_pool, wait_for_database_async
+from prepshelf.upstream_config import load_upstreams
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +82,27 @@ async def run_worker(settings: Settings) -> None:
     if isinstance(embedder, LocalEmbedder):
         await asyncio.to_thread(embedder.embed, ["warm-up"])
     load_tokenizer(Path(model_dir))
-    pool = await open_pool(settings.database_url, min_size=1, max_size=4)
+    upstream_config = load_upstreams(settings)
+    # An upstream batch slice records answers and asks the shared limits concurrently.
+    pool = await open_pool(
+        settings.database_url, min_size=1, max_size=8 if upstream_config.upstreams else 4
+    )
+    worker_name = f"{socket.gethostname()}:{os.getpid()}"
+    upstreams = (
+        UpstreamClients.build(upstream_config, pool=pool, settings=settings, holder=worker_name)
+        if upstream_config.upstreams
+        else None
+    )
     res = WorkerResources(
         settings=settings,
         pool=pool,
         blobs=build_blob_store(settings),
         embedder=instrument_embedder(embedder),  # counts calls, errors, time
         model_dir=Path(model_dir),
-        worker_name=f"{socket.gethostname()}:{os.getpid()}",
+        worker_name=worker_name,
         # A remote vendor takes calls from several jobs at once; a local model is one CPU.
         model_lock=threading.Lock() if settings.embedder == "local" else contextlib.nullcontext(),
+        upstreams=upstreams,
     )
     app = build_app(
         settings.database_url,
@@ -110,6 +123,8 @@ async def run_worker(settings: Settings) -> None:
         ):
             await _run_until_stopped(app, res)
     finally:
+        if upstreams is not None:
+            await upstreams.aclose()
         await pool.close()
         shutdown_sandbox()
 

@@ -69,6 +69,7 @@ async def finish_slice(
     completed: int,
     failed: int,
     tokens: int,
+    output_tokens: int = 0,
 ) -> int:
     """Record a slice as done and add its counts to the batch, once; return lines done so far.
 
@@ -82,9 +83,15 @@ async def finish_slice(
     if cur.rowcount:
         await conn.execute(
             """UPDATE batches SET completed = completed + %s, failed = failed + %s,
-                      input_tokens = input_tokens + %s WHERE id = %s""",
-            [completed, failed, tokens, batch_id],
+                      input_tokens = input_tokens + %s, output_tokens = output_tokens + %s
+               WHERE id = %s""",
+            [completed, failed, tokens, output_tokens, batch_id],
         )
+    return await lines_done(conn, batch_id=batch_id)
+
+
+async def lines_done(conn: Conn, *, batch_id: str) -> int:
+    """Request lines of the batch's done slices."""
     row = await (
         await conn.execute(
             "SELECT coalesce(sum(n_lines), 0) AS n FROM batch_slices WHERE batch_id = %s AND done",

@@ -83,6 +83,7 @@ async def get_batch_of_job(conn: AsyncConnection[Any], *, job_id: str) -> Batch 
         input_file_id=row["input_file_id"],
         status=row["status"],
         job_id=row["job_id"],
+        endpoint=row["endpoint"],
     )
 
 

@@ -4,7 +4,7 @@ cancel, list). The work runs on the workers; each batch also has a row in /v1/jo
 from __future__ import annotations
 
 import secrets
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -13,9 +13,10 @@ from prepshelf.api.deps import ConnDep, PageDep, PollHint, ProjectDep
 from prepshelf.api.idempotency import IdempotentRoute
 from prepshelf.api.schemas import Metadata
 from prepshelf.api.views import list_object, ts
+from prepshelf.domain.upstreams import Endpoint, UpstreamConfig
 from prepshelf.errors import ConflictError, InvalidRequestError, NotFoundError
 from prepshelf.ids import new_job_id
-from prepshelf.jobs.batch_embed import ENDPOINT, defer_batch_job
+from prepshelf.jobs.batch_embed import ENDPOINT, UPSTREAM_ENDPOINTS, defer_batch_job
 from prepshelf.store import batches as batches_db
 from prepshelf.store import files as files_db
 from prepshelf.store import jobs as jobs_db
@@ -24,8 +25,6 @@ router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=Idempoten
 
 _OTHER_ENDPOINTS = {
     "/v1/responses",
-    "/v1/chat/completions",
-    "/v1/completions",
     "/v1/moderations",
     "/v1/images/generations",
     "/v1/images/edits",
@@ -43,7 +42,7 @@ class BatchCreate(BaseModel):
 
 
 def batch_view(row: dict[str, Any]) -> dict[str, Any]:
-    tokens = int(row["input_tokens"])
+    tokens, output = int(row["input_tokens"]), int(row["output_tokens"])
     return {
         "id": row["id"],
         "object": "batch",
@@ -72,14 +71,47 @@ def batch_view(row: dict[str, Any]) -> dict[str, Any]:
         "usage": {
             "input_tokens": tokens,
             "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": 0,
+            "output_tokens": output,
             "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": tokens,
+            "total_tokens": tokens + output,
         },
         "metadata": row["metadata"],
         # Beyond OpenAI: where to watch the work (stage, progress in lines, attempts).
         "job_id": row["job_id"],
     }
+
+
+def _check_endpoint(endpoint: str, upstreams: UpstreamConfig) -> None:
+    """Embeddings always (the worker's own model); chat and completions when an upstream
+    model serves them (each line's model is checked when it runs)."""
+    if endpoint == ENDPOINT:
+        return
+    if endpoint in UPSTREAM_ENDPOINTS:
+        if upstreams.models_for(cast(Endpoint, endpoint)):
+            return
+        raise InvalidRequestError(
+            f"Invalid 'endpoint' {endpoint!r}: no configured upstream model serves it "
+            "(docs/upstreams.md; GET /v1/models lists what is served)",
+            param="endpoint",
+        )
+    served = [
+        ENDPOINT,
+        *(
+            e
+            for e in UPSTREAM_ENDPOINTS
+            if e != ENDPOINT and upstreams.models_for(cast(Endpoint, e))
+        ),
+    ]
+    supported = (
+        "is not supported by this server"
+        if endpoint in _OTHER_ENDPOINTS
+        else "is not a batch endpoint"
+    )
+    raise InvalidRequestError(
+        f"Invalid 'endpoint' {endpoint!r}: it {supported}; served here: "
+        + ", ".join(repr(e) for e in served),
+        param="endpoint",
+    )
 
 
 async def _load(conn: Any, project: str, batch_id: str) -> dict[str, Any]:
@@ -98,16 +130,7 @@ async def _load(conn: Any, project: str, batch_id: str) -> dict[str, Any]:
 async def create_batch(
     body: BatchCreate, request: Request, project: ProjectDep, conn: ConnDep
 ) -> dict[str, Any]:
-    if body.endpoint != ENDPOINT:
-        supported = (
-            "is not supported by this server"
-            if body.endpoint in _OTHER_ENDPOINTS
-            else ("is not a batch endpoint")
-        )
-        raise InvalidRequestError(
-            f"Invalid 'endpoint' {body.endpoint!r}: it {supported}; only {ENDPOINT!r} is",
-            param="endpoint",
-        )
+    _check_endpoint(body.endpoint, request.app.state.upstreams)
     file = await files_db.get_file(conn, project_id=project, file_id=body.input_file_id)
     if file is None:
         raise NotFoundError(f"No such File object: {body.input_file_id}", param="input_file_id")
@@ -133,7 +156,7 @@ async def create_batch(
             metadata=body.metadata,
             job_id=job_id,
         )
-        queue_id = await defer_batch_job(request.app.state.queue, conn, job_id)
+        queue_id = await defer_batch_job(request.app.state.queue, conn, job_id, project_id=project)
         await jobs_db.set_queue_job_ids(conn, [(job_id, queue_id)])
     return batch_view(row)
 

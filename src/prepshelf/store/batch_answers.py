@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 
 
 @dataclass(frozen=True)
-class LineResult:
+class LineAnswer:
     line_no: int
     custom_id: str
     is_error: bool
@@ -24,11 +24,11 @@ class LineResult:
 
 
 async def record_line(
-    conn: AsyncConnection[Any], *, batch_id: str, slice_no: int, result: LineResult
+    conn: AsyncConnection[Any], *, batch_id: str, slice_no: int, result: LineAnswer
 ) -> bool:
     """Keep one line's answer; False when the line already had one (the first one stays)."""
     cur = await conn.execute(
-        """INSERT INTO batch_line_results
+        """INSERT INTO batch_answers
                (batch_id, slice_no, line_no, custom_id, is_error, record,
                 input_tokens, output_tokens)
            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
@@ -49,15 +49,15 @@ async def record_line(
 
 async def slice_lines(
     conn: AsyncConnection[Any], *, batch_id: str, slice_no: int
-) -> list[LineResult]:
+) -> list[LineAnswer]:
     """The slice's answered lines, in input order."""
     cur = await conn.execute(
         """SELECT line_no, custom_id, is_error, record, input_tokens, output_tokens
-           FROM batch_line_results WHERE batch_id = %s AND slice_no = %s ORDER BY line_no""",
+           FROM batch_answers WHERE batch_id = %s AND slice_no = %s ORDER BY line_no""",
         [batch_id, slice_no],
     )
     return [
-        LineResult(
+        LineAnswer(
             line_no=r["line_no"],
             custom_id=r["custom_id"],
             is_error=r["is_error"],
@@ -72,6 +72,6 @@ async def slice_lines(
 async def forget_slice(conn: AsyncConnection[Any], *, batch_id: str, slice_no: int) -> None:
     """Drop a done slice's rows (in the transaction that marks it done)."""
     await conn.execute(
-        "DELETE FROM batch_line_results WHERE batch_id = %s AND slice_no = %s",
+        "DELETE FROM batch_answers WHERE batch_id = %s AND slice_no = %s",
         [batch_id, slice_no],
     )
