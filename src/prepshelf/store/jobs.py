@@ -6,6 +6,7 @@ transaction, so a job and the file it serves never disagree.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -267,3 +268,37 @@ async def request_cancel(conn: AsyncConnection[Any], *, job_ids: list[str]) -> l
     for r in queued:
         await finish_cancelled(conn, job_id=r["id"])
     return [r["queue_job_id"] for r in queued if r["queue_job_id"] is not None]
+
+
+# --- read-outs for metrics -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FinishedTimes:
+    """A finished job's wall time and the time it spent in each stage."""
+
+    kind: str
+    status: str
+    seconds: float | None  # finished_at - started_at; None when it never started
+    stage_durations: dict[str, float]
+
+
+async def finished_times(conn: AsyncConnection[Any], *, job_id: str) -> FinishedTimes | None:
+    """None while the job is not finished (or is gone)."""
+    row = await (
+        await conn.execute(
+            """SELECT kind, status, stage_durations,
+                      extract(epoch FROM finished_at - started_at)::float8 AS seconds
+               FROM jobs WHERE id = %s AND finished_at IS NOT NULL""",
+            [job_id],
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    return FinishedTimes(
+        kind=row["kind"],
+        status=row["status"],
+        seconds=row["seconds"],
+        stage_durations={k: float(v) for k, v in (row["stage_durations"] or {}).items()},
+    )
+
