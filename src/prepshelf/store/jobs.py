@@ -302,3 +302,10 @@ async def finished_times(conn: AsyncConnection[Any], *, job_id: str) -> Finished
         stage_durations={k: float(v) for k, v in (row["stage_durations"] or {}).items()},
     )
 
+
+async def count_by_status(conn: AsyncConnection[Any]) -> dict[str, int]:
+    """Jobs per status, only statuses that have any."""
+    rows = await (
+        await conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+    ).fetchall()
+    return {r["status"]: int(r["n"]) for r in rows}
