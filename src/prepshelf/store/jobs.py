@@ -14,6 +14,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from prepshelf.store import archives as archives_db
+from prepshelf.store.pages import Page, PageRequest, fetch_page
 
 Row = dict[str, Any]
 
@@ -53,6 +54,50 @@ async def get_job(
         query += " AND project_id = %s"
         args.append(project_id)
     return await (await conn.execute(query, args)).fetchone()
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What GET /v1/jobs may narrow by; None leaves a field out."""
+
+    status: str | None = None
+    kind: str | None = None
+    vector_store_id: str | None = None
+    batch_id: str | None = None
+    file_id: str | None = None
+    created_after: int | None = None  # Unix seconds, inclusive
+
+
+async def list_jobs(
+    conn: AsyncConnection[Any], *, project_id: str, filters: JobFilter, page: PageRequest
+) -> Page:
+    """A project's jobs, newest first by default, one cursor page at a time."""
+    where: list[str] = ["project_id = %s"]
+    params: list[Any] = [project_id]
+    if filters.created_after is not None:
+        where.append("created_at >= to_timestamp(%s)")
+        params.append(filters.created_after)
+    for column, value in (
+        ("status", filters.status),
+        ("kind", filters.kind),
+        ("vector_store_id", filters.vector_store_id),
+        ("batch_id", filters.batch_id),
+        ("file_id", filters.file_id),
+    ):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    return await fetch_page(
+        conn,
+        select="SELECT * FROM jobs",
+        where=" AND ".join(where),
+        params=params,
+        key_created="created_at",
+        key_id="id",
+        cursor_lookup="SELECT created_at FROM jobs WHERE project_id = %s AND id = %s",
+        cursor_params=[project_id],
+        page=page,
+    )
 
 
 async def claim_job(conn: AsyncConnection[Any], *, job_id: str, worker: str) -> Row | None:
