@@ -257,22 +257,18 @@ async def observe_finished_job(conn: AsyncConnection[Any], *, job_id: str) -> No
     Called after the job's final state is committed: a failure here must never touch the
     job, so it is logged and dropped.
     """
+    # Imported here: importing this module stays free of database code.
+    from prepshelf.store import jobs as jobs_db
+
     try:
-        row = await (
-            await conn.execute(
-                """SELECT kind, status, stage_durations,
-                          extract(epoch FROM finished_at - started_at)::float8 AS seconds
-                   FROM jobs WHERE id = %s AND finished_at IS NOT NULL""",
-                [job_id],
-            )
-        ).fetchone()
+        times = await jobs_db.finished_times(conn, job_id=job_id)
     except Exception as exc:
         log.warning("metrics: could not read job %s for its durations: %s", job_id, exc)
         return
-    if row is None:
+    if times is None:
         return
     m = _m()
-    if row["seconds"] is not None:
-        m.job_duration.labels(row["kind"], row["status"]).observe(max(0.0, row["seconds"]))
-    for stage, seconds in (row["stage_durations"] or {}).items():
-        m.stage_duration.labels(stage).observe(max(0.0, float(seconds)))
+    if times.seconds is not None:
+        m.job_duration.labels(times.kind, times.status).observe(max(0.0, times.seconds))
+    for stage, seconds in times.stage_durations.items():
+        m.stage_duration.labels(stage).observe(max(0.0, seconds))

@@ -200,6 +200,13 @@ def test_malformed_lines_fail_the_batch_with_line_numbers(service: Service) -> N
         (7, "invalid_json_line", None),
     }
     assert batch.output_file_id is None
+    # Its job serves no file in a vector store: a retry is refused, not attempted.
+    job_id = (batch.model_extra or {})["job_id"]
+    with service.http() as http:
+        job = http.get(f"/v1/jobs/{job_id}").json()
+        retried = http.post(f"/v1/jobs/{job_id}/retry")
+    assert job["status"] == "failed", job
+    assert retried.status_code == 409 and retried.json()["error"]["param"] == "job_id", retried.text
 
 
 def test_create_refusals(service: Service) -> None:

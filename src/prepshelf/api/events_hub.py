@@ -15,9 +15,9 @@ from typing import Any
 
 import psycopg
 
-log = logging.getLogger(__name__)
+from prepshelf.store import events as events_db
 
-CHANNEL = "prepshelf_events"
+log = logging.getLogger(__name__)
 
 
 class EventsHub:
@@ -61,11 +61,11 @@ class EventsHub:
             try:
                 conn: Any = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
                 async with conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    notifies = await events_db.listen(conn)
                     self.connected.set()
                     # Anything committed while we were away is found by this wake-up's read.
                     self._wake_all()
-                    async for _ in conn.notifies():
+                    async for _ in notifies:
                         self._wake_all()
             except asyncio.CancelledError:
                 raise

@@ -6,7 +6,8 @@ claims the key (per project, from `ProjectDep`) before the endpoint runs:
 - same key, same request  → the first response is replayed (status and JSON), nothing created;
 - same key, other request → 409 naming `Idempotency-Key`;
 - a duplicate arriving while the first is in flight waits for its answer. The table's primary
-  key is the lock (`INSERT … ON CONFLICT`), so concurrent duplicates never both create.
+  key is the lock (an upsert in `store/idempotency.py`), so concurrent duplicates never both
+  create.
 
 JSON requests are fingerprinted by endpoint and canonical body. Multipart uploads are never
 buffered: the route streams the file, then calls `claim_streamed()` with the file's sha256,
@@ -30,10 +31,10 @@ from typing import Any
 from fastapi import Depends, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from psycopg.types.json import Jsonb
 
 from prepshelf.api.deps import ProjectDep
 from prepshelf.errors import ConflictError, InvalidRequestError
+from prepshelf.store import idempotency as keys_db
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +43,6 @@ _MAX_KEY_CHARS = 255
 # A claim whose request never finished (its API process died) is taken over after this long.
 _STALE_CLAIM_S = 300
 _POLL_S = 0.1
-
-_CLAIM = """
-    INSERT INTO idempotency_keys (project_id, key, endpoint, fingerprint, expires_at)
-    VALUES (%(project)s, %(key)s, %(endpoint)s, %(fingerprint)s,
-            clock_timestamp() + %(ttl)s * interval '1 second')
-    ON CONFLICT (project_id, key) DO UPDATE
-        SET endpoint = EXCLUDED.endpoint, fingerprint = EXCLUDED.fingerprint,
-            status_code = NULL, response = NULL, created_at = clock_timestamp(),
-            expires_at = EXCLUDED.expires_at
-        WHERE idempotency_keys.expires_at < clock_timestamp()
-           OR (idempotency_keys.response IS NULL
-               AND idempotency_keys.created_at
-                   < clock_timestamp() - %(stale)s * interval '1 second')
-    RETURNING true AS claimed"""
-
-_PURGE_EXPIRED = """
-    DELETE FROM idempotency_keys WHERE ctid IN (
-        SELECT ctid FROM idempotency_keys WHERE expires_at < clock_timestamp() LIMIT 500)"""
 
 
 class IdempotentReplay(Exception):
@@ -99,39 +82,33 @@ def _canonical_json(body: bytes) -> bytes:
 async def _claim(request: Request, scope: _Scope, fingerprint: str) -> None:
     settings = request.app.state.settings
     pool = request.app.state.pool
-    args = {
-        "project": scope.project,
-        "key": scope.key,
-        "endpoint": scope.endpoint,
-        "fingerprint": fingerprint,
-        "ttl": settings.idempotency_ttl_s,
-        "stale": _STALE_CLAIM_S,
-    }
     deadline = time.monotonic() + settings.idempotency_wait_s
     while True:
         async with pool.connection() as conn:
             if random.random() < 0.01:
-                await conn.execute(_PURGE_EXPIRED)
-            if await (await conn.execute(_CLAIM, args)).fetchone():
+                await keys_db.purge_expired(conn)
+            if await keys_db.claim(
+                conn,
+                project_id=scope.project,
+                key=scope.key,
+                endpoint=scope.endpoint,
+                fingerprint=fingerprint,
+                ttl_s=settings.idempotency_ttl_s,
+                stale_s=_STALE_CLAIM_S,
+            ):
                 scope.claimed = True
                 return
-            row = await (
-                await conn.execute(
-                    "SELECT endpoint, fingerprint, status_code, response FROM idempotency_keys "
-                    "WHERE project_id = %s AND key = %s",
-                    [scope.project, scope.key],
-                )
-            ).fetchone()
+            row = await keys_db.get_record(conn, project_id=scope.project, key=scope.key)
         if row is None:
             continue  # the first request failed and let go of the key: claim it now
-        if row["fingerprint"] != fingerprint:
+        if row.fingerprint != fingerprint:
             raise ConflictError(
                 f"The {HEADER} {scope.key!r} was already used for a different request "
-                f"({row['endpoint']}); send a new key for a new request",
+                f"({row.endpoint}); send a new key for a new request",
                 param=HEADER,
             )
-        if row["response"] is not None:
-            raise IdempotentReplay(row["status_code"], row["response"])
+        if row.answer is not None:
+            raise IdempotentReplay(row.answer.status_code, row.answer.body)
         if time.monotonic() > deadline:
             raise ConflictError(
                 f"A request with {HEADER} {scope.key!r} is still being processed; retry later",
@@ -182,10 +159,12 @@ async def _complete(request: Request, response: Response) -> None:
             stored = None
         if stored is not None:
             async with request.app.state.pool.connection() as conn:
-                await conn.execute(
-                    "UPDATE idempotency_keys SET status_code = %s, response = %s "
-                    "WHERE project_id = %s AND key = %s",
-                    [response.status_code, Jsonb(stored), scope.project, scope.key],
+                await keys_db.save_response(
+                    conn,
+                    project_id=scope.project,
+                    key=scope.key,
+                    status_code=response.status_code,
+                    response=stored,
                 )
             return
     await _release(request, scope)
@@ -195,11 +174,7 @@ async def _release(request: Request, scope: _Scope) -> None:
     """The first request did not succeed: free the key so that a retry runs for real."""
     try:
         async with request.app.state.pool.connection() as conn:
-            await conn.execute(
-                "DELETE FROM idempotency_keys WHERE project_id = %s AND key = %s "
-                "AND response IS NULL",
-                [scope.project, scope.key],
-            )
+            await keys_db.release(conn, project_id=scope.project, key=scope.key)
     except Exception:  # the answer to the client matters more; the claim goes stale by itself
         log.warning("could not release %s %r", HEADER, scope.key, exc_info=True)
 

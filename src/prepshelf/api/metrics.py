@@ -24,6 +24,7 @@ from psycopg import AsyncConnection
 from prepshelf import metrics
 from prepshelf.api.metrics_evals import eval_families
 from prepshelf.jobs.queue import INGEST_QUEUE, MAINTENANCE_QUEUE
+from prepshelf.store import jobs as jobs_db
 from prepshelf.store import workers as workers_db
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -45,23 +46,14 @@ async def database_families(conn: AsyncConnection[Any]) -> list[GaugeMetricFamil
     queue = GaugeMetricFamily(
         "prepshelf_queue_depth", "Queue messages waiting for a worker (todo)", labels=["queue"]
     )
-    rows = await (
-        await conn.execute(
-            "SELECT queue_name, count(*) AS n FROM procrastinate_jobs "
-            "WHERE status = 'todo' GROUP BY queue_name ORDER BY queue_name"
-        )
-    ).fetchall()
-    depth = {INGEST_QUEUE: 0, MAINTENANCE_QUEUE: 0} | {r["queue_name"]: int(r["n"]) for r in rows}
+    depth = {INGEST_QUEUE: 0, MAINTENANCE_QUEUE: 0} | await workers_db.queue_depths(conn)
     for name, n in sorted(depth.items()):
         queue.add_metric([name], n)
 
     jobs = GaugeMetricFamily(
         "prepshelf_jobs_by_status", "Jobs in the jobs table by status", labels=["status"]
     )
-    rows = await (
-        await conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")
-    ).fetchall()
-    counts = dict.fromkeys(JOB_STATUSES, 0) | {r["status"]: int(r["n"]) for r in rows}
+    counts = dict.fromkeys(JOB_STATUSES, 0) | await jobs_db.count_by_status(conn)
     for status, n in counts.items():
         jobs.add_metric([status], n)
 

@@ -178,3 +178,15 @@ async def copy_from_twin(
             "UPDATE jobs SET result = %s WHERE id = %s", [Jsonb(twin["result"]), job_id]
         )
     return str(twin["file_id"]), cur.rowcount
+
+
+async def file_texts(conn: AsyncConnection[Any], *, store_id: str, file_id: str) -> list[str]:
+    """The texts of a file's chunks in a store, in chunk order."""
+    rows = await (
+        await conn.execute(
+            "SELECT text FROM chunks WHERE vector_store_id = %s AND file_id = %s "
+            "ORDER BY chunk_index",
+            [store_id, file_id],
+        )
+    ).fetchall()
+    return [r["text"] for r in rows]

@@ -10,14 +10,16 @@ point is settled, and nothing can appear behind it later. Clients still see plai
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, Notify
 
 Row = dict[str, Any]
 Scope = Literal["job_id", "vector_store_id", "batch_id"]
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
+CHANNEL = "prepshelf_events"  # the trigger's pg_notify channel (migration 0002)
 
 
 @dataclass(frozen=True)
@@ -125,3 +127,12 @@ async def prune_events(
         total += cur.rowcount
         if cur.rowcount < chunk:
             return total
+
+
+async def listen(conn: AsyncConnection[Any]) -> AsyncGenerator[Notify]:
+    """Subscribe `conn` (autocommit) to new-event notifications; iterate what this returns.
+
+    A notification only says that something was committed: readers then read their rows.
+    """
+    await conn.execute(f"LISTEN {CHANNEL}")
+    return conn.notifies()

@@ -6,6 +6,7 @@ transaction, so a job and the file it serves never disagree.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from prepshelf.store import archives as archives_db
+from prepshelf.store.pages import Page, PageRequest, fetch_page
 
 Row = dict[str, Any]
 
@@ -52,6 +54,50 @@ async def get_job(
         query += " AND project_id = %s"
         args.append(project_id)
     return await (await conn.execute(query, args)).fetchone()
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What GET /v1/jobs may narrow by; None leaves a field out."""
+
+    status: str | None = None
+    kind: str | None = None
+    vector_store_id: str | None = None
+    batch_id: str | None = None
+    file_id: str | None = None
+    created_after: int | None = None  # Unix seconds, inclusive
+
+
+async def list_jobs(
+    conn: AsyncConnection[Any], *, project_id: str, filters: JobFilter, page: PageRequest
+) -> Page:
+    """A project's jobs, newest first by default, one cursor page at a time."""
+    where: list[str] = ["project_id = %s"]
+    params: list[Any] = [project_id]
+    if filters.created_after is not None:
+        where.append("created_at >= to_timestamp(%s)")
+        params.append(filters.created_after)
+    for column, value in (
+        ("status", filters.status),
+        ("kind", filters.kind),
+        ("vector_store_id", filters.vector_store_id),
+        ("batch_id", filters.batch_id),
+        ("file_id", filters.file_id),
+    ):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    return await fetch_page(
+        conn,
+        select="SELECT * FROM jobs",
+        where=" AND ".join(where),
+        params=params,
+        key_created="created_at",
+        key_id="id",
+        cursor_lookup="SELECT created_at FROM jobs WHERE project_id = %s AND id = %s",
+        cursor_params=[project_id],
+        page=page,
+    )
 
 
 async def claim_job(conn: AsyncConnection[Any], *, job_id: str, worker: str) -> Row | None:
@@ -267,3 +313,44 @@ async def request_cancel(conn: AsyncConnection[Any], *, job_ids: list[str]) -> l
     for r in queued:
         await finish_cancelled(conn, job_id=r["id"])
     return [r["queue_job_id"] for r in queued if r["queue_job_id"] is not None]
+
+
+# --- read-outs for metrics -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FinishedTimes:
+    """A finished job's wall time and the time it spent in each stage."""
+
+    kind: str
+    status: str
+    seconds: float | None  # finished_at - started_at; None when it never started
+    stage_durations: dict[str, float]
+
+
+async def finished_times(conn: AsyncConnection[Any], *, job_id: str) -> FinishedTimes | None:
+    """None while the job is not finished (or is gone)."""
+    row = await (
+        await conn.execute(
+            """SELECT kind, status, stage_durations,
+                      extract(epoch FROM finished_at - started_at)::float8 AS seconds
+               FROM jobs WHERE id = %s AND finished_at IS NOT NULL""",
+            [job_id],
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    return FinishedTimes(
+        kind=row["kind"],
+        status=row["status"],
+        seconds=row["seconds"],
+        stage_durations={k: float(v) for k, v in (row["stage_durations"] or {}).items()},
+    )
+
+
+async def count_by_status(conn: AsyncConnection[Any]) -> dict[str, int]:
+    """Jobs per status, only statuses that have any."""
+    rows = await (
+        await conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")
+    ).fetchall()
+    return {r["status"]: int(r["n"]) for r in rows}

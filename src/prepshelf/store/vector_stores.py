@@ -6,6 +6,7 @@ they are exact at every moment: the SDK's batch poll loops while `in_progress > 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -150,6 +151,36 @@ async def get_store_file(conn: AsyncConnection[Any], *, store_id: str, file_id: 
         f"{_VSF_SELECT} WHERE vsf.vector_store_id = %s AND vsf.file_id = %s", [store_id, file_id]
     )
     return await cur.fetchone()
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """How a file sits in a store: what it was attached with and the job that serves it."""
+
+    batch_id: str | None
+    job_id: str | None  # the file's latest job
+    attributes: dict[str, Any]
+    chunking_strategy: dict[str, Any]
+
+
+async def get_attachment(
+    conn: AsyncConnection[Any], *, store_id: str, file_id: str, job_id: str | None = None
+) -> Attachment | None:
+    """The file's attachment; with `job_id`, only while that job is still the file's latest."""
+    query = "SELECT * FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s"
+    args = [store_id, file_id]
+    if job_id is not None:
+        query += " AND job_id = %s"
+        args.append(job_id)
+    row = await (await conn.execute(query, args)).fetchone()
+    if row is None:
+        return None
+    return Attachment(
+        batch_id=row["batch_id"],
+        job_id=row["job_id"],
+        attributes=row["attributes"],
+        chunking_strategy=row["chunking_strategy"],
+    )
 
 
 async def list_store_files(

@@ -64,3 +64,14 @@ async def live_counts(
         sub_workers_declared=int(row["declared"]),
         queue_depth=int(row["queue_depth"]),
     )
+
+
+async def queue_depths(conn: AsyncConnection[Any]) -> dict[str, int]:
+    """Queue messages waiting for a worker (todo), per queue that has any."""
+    rows = await (
+        await conn.execute(
+            "SELECT queue_name, count(*) AS n FROM procrastinate_jobs "
+            "WHERE status = 'todo' GROUP BY queue_name ORDER BY queue_name"
+        )
+    ).fetchall()
+    return {r["queue_name"]: int(r["n"]) for r in rows}

@@ -13,7 +13,7 @@ from prepshelf.errors import ConflictError, NotFoundError
 from prepshelf.jobs.cancel import cancel_jobs
 from prepshelf.jobs.enqueue import AttachItem, attach_files
 from prepshelf.store import jobs as jobs_db
-from prepshelf.store.pages import fetch_page
+from prepshelf.store import vector_stores as stores_db
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=IdempotentRoute)
 
@@ -39,32 +39,15 @@ async def list_jobs(
     file_id: Annotated[str | None, Query(max_length=128)] = None,
     created_after: Annotated[int | None, Query(ge=0, description="Unix seconds")] = None,
 ) -> dict[str, Any]:
-    where: list[str] = ["project_id = %s"]
-    params: list[Any] = [project]
-    if created_after is not None:
-        where.append("created_at >= to_timestamp(%s)")
-        params.append(created_after)
-    for column, value in (
-        ("status", status),
-        ("kind", kind),
-        ("vector_store_id", vector_store_id),
-        ("batch_id", batch_id),
-        ("file_id", file_id),
-    ):
-        if value is not None:
-            where.append(f"{column} = %s")
-            params.append(value)
-    result = await fetch_page(
-        conn,
-        select="SELECT * FROM jobs",
-        where=" AND ".join(where),
-        params=params,
-        key_created="created_at",
-        key_id="id",
-        cursor_lookup="SELECT created_at FROM jobs WHERE project_id = %s AND id = %s",
-        cursor_params=[project],
-        page=page,
+    filters = jobs_db.JobFilter(
+        status=status,
+        kind=kind,
+        vector_store_id=vector_store_id,
+        batch_id=batch_id,
+        file_id=file_id,
+        created_after=created_after,
     )
+    result = await jobs_db.list_jobs(conn, project_id=project, filters=filters, page=page)
     return list_object([job_object(r) for r in result.rows], result.has_more)
 
 
@@ -93,13 +76,12 @@ async def retry_job(
             f"Job {job_id} is {job['status']}; only failed or cancelled jobs can be retried",
             param="job_id",
         )
-    vsf = await (
-        await conn.execute(
-            "SELECT * FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s "
-            "AND job_id = %s",
-            [job["vector_store_id"], job["file_id"], job_id],
+    store_id, file_id = job["vector_store_id"], job["file_id"]
+    vsf = None
+    if store_id is not None and file_id is not None:  # batches and runs serve no file
+        vsf = await stores_db.get_attachment(
+            conn, store_id=store_id, file_id=file_id, job_id=job_id
         )
-    ).fetchone()
     if vsf is None:
         raise ConflictError(
             f"Job {job_id} is no longer the latest for its file, or the file left the store",
@@ -110,15 +92,10 @@ async def retry_job(
             request.app.state.queue,
             conn,
             project_id=project,
-            store_id=job["vector_store_id"],
-            items=[AttachItem(job["file_id"], vsf["attributes"], vsf["chunking_strategy"])],
-            batch_id=vsf["batch_id"],
+            store_id=store_id,
+            items=[AttachItem(file_id, vsf.attributes, vsf.chunking_strategy)],
+            batch_id=vsf.batch_id,
         )
-    new = await (
-        await conn.execute(
-            "SELECT job_id FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s",
-            [job["vector_store_id"], job["file_id"]],
-        )
-    ).fetchone()
-    assert new is not None
-    return job_object(await _load(conn, project, new["job_id"]))
+    new = await stores_db.get_attachment(conn, store_id=store_id, file_id=file_id)
+    assert new is not None and new.job_id is not None  # attach_files just gave it a job
+    return job_object(await _load(conn, project, new.job_id))

@@ -15,6 +15,7 @@ from prepshelf.api.views import list_object, vector_store_file_object
 from prepshelf.errors import ConflictError, NotFoundError
 from prepshelf.jobs.cancel import cancel_jobs_of_file
 from prepshelf.jobs.enqueue import AttachItem, attach_files
+from prepshelf.store import chunks as chunks_db
 from prepshelf.store import vector_stores as stores_db
 
 router = APIRouter(
@@ -114,7 +115,7 @@ async def delete_vector_store_file(
     await cancel_jobs_of_file(
         request.app.state.queue, conn, file_id=file_id, store_id=vector_store_id
     )
-    # Chunks go in the same statement (ON DELETE CASCADE): out of search at once.
+    # Its chunks cascade with the row, in the same statement: out of search at once.
     await stores_db.delete_store_file(conn, store_id=vector_store_id, file_id=file_id)
     return {"id": file_id, "object": "vector_store.file.deleted", "deleted": True}
 
@@ -125,16 +126,10 @@ async def vector_store_file_content(
 ) -> dict[str, Any]:
     await load_store(conn, project, vector_store_id)
     await _load_file(conn, vector_store_id, file_id)
-    rows = await (
-        await conn.execute(
-            "SELECT text FROM chunks WHERE vector_store_id = %s AND file_id = %s "
-            "ORDER BY chunk_index",
-            [vector_store_id, file_id],
-        )
-    ).fetchall()
+    texts = await chunks_db.file_texts(conn, store_id=vector_store_id, file_id=file_id)
     return {
         "object": "vector_store.file_content.page",
-        "data": [{"type": "text", "text": r["text"]} for r in rows],
+        "data": [{"type": "text", "text": text} for text in texts],
         "has_more": False,
         "next_page": None,
     }
