@@ -251,6 +251,29 @@ async def release_job(
     )
 
 
+async def active_job_ids_of_file(
+    conn: AsyncConnection[Any], *, file_id: str, store_id: str | None = None
+) -> list[str]:
+    """Queued or running jobs of the file (in one store when `store_id` is given)."""
+    query = "SELECT id FROM jobs WHERE file_id = %s AND status IN ('queued', 'running')"
+    args: list[Any] = [file_id]
+    if store_id is not None:
+        query += " AND vector_store_id = %s"
+        args.append(store_id)
+    rows = await (await conn.execute(query, args)).fetchall()
+    return [r["id"] for r in rows]
+
+
+async def active_job_ids_of_store(conn: AsyncConnection[Any], *, store_id: str) -> list[str]:
+    rows = await (
+        await conn.execute(
+            "SELECT id FROM jobs WHERE vector_store_id = %s AND status IN ('queued', 'running')",
+            [store_id],
+        )
+    ).fetchall()
+    return [r["id"] for r in rows]
+
+
 async def request_cancel(conn: AsyncConnection[Any], *, job_ids: list[str]) -> list[int]:
     """Cancel queued jobs at once and flag running ones; return queue ids of the queued ones."""
     if not job_ids:

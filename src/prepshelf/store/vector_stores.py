@@ -203,6 +203,18 @@ async def delete_store_file(
     return await cur.fetchone()
 
 
+async def in_progress_job_ids_of_batch(conn: AsyncConnection[Any], *, batch_id: str) -> list[str]:
+    """Jobs of the batch's files still in progress."""
+    rows = await (
+        await conn.execute(
+            """SELECT job_id FROM vector_store_files
+           WHERE batch_id = %s AND status = 'in_progress' AND job_id IS NOT NULL""",
+            [batch_id],
+        )
+    ).fetchall()
+    return [r["job_id"] for r in rows]
+
+
 # --- batches -------------------------------------------------------------------------
 
 
