@@ -36,6 +36,23 @@ async def create_embed_batch_job(
     )
 
 
+async def insert_ingest_jobs(
+    conn: AsyncConnection[Any],
+    *,
+    project_id: str,
+    store_id: str,
+    batch_id: str | None,
+    jobs: list[tuple[str, str]],
+) -> None:
+    """Queued ingest jobs, one per (job id, file id) of the store."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            """INSERT INTO jobs (id, project_id, kind, status, vector_store_id, file_id, batch_id)
+               VALUES (%s, %s, 'ingest_file', 'queued', %s, %s, %s)""",
+            [(job_id, project_id, store_id, file_id, batch_id) for job_id, file_id in jobs],
+        )
+
+
 async def set_queue_job_ids(conn: AsyncConnection[Any], pairs: list[tuple[str, int]]) -> None:
     async with conn.cursor() as cur:
         await cur.executemany(

@@ -6,6 +6,7 @@ they are exact at every moment: the SDK's batch poll loops while `in_progress > 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -201,6 +202,69 @@ async def delete_store_file(
         [store_id, file_id],
     )
     return await cur.fetchone()
+
+
+@dataclass(frozen=True)
+class NewStoreFile:
+    """A file entering a store (or entering it again) with the job that ingests it."""
+
+    file_id: str
+    job_id: str
+    attributes: dict[str, Any]
+    chunking_strategy: dict[str, Any]
+
+
+async def lock_store_file_statuses(
+    conn: AsyncConnection[Any], *, store_id: str, file_ids: list[str]
+) -> dict[str, str]:
+    """Status by file id of those already in the store, locked (FOR UPDATE) until commit."""
+    rows = await (
+        await conn.execute(
+            """SELECT file_id, status FROM vector_store_files
+               WHERE vector_store_id = %s AND file_id = ANY(%s) FOR UPDATE""",
+            [store_id, file_ids],
+        )
+    ).fetchall()
+    return {r["file_id"]: r["status"] for r in rows}
+
+
+async def set_store_files_batch(
+    conn: AsyncConnection[Any], *, store_id: str, file_ids: list[str], batch_id: str
+) -> None:
+    await conn.execute(
+        "UPDATE vector_store_files SET batch_id = %s "
+        "WHERE vector_store_id = %s AND file_id = ANY(%s)",
+        [batch_id, store_id, file_ids],
+    )
+
+
+async def start_store_files(
+    conn: AsyncConnection[Any], *, store_id: str, batch_id: str | None, files: list[NewStoreFile]
+) -> None:
+    """Put the files in the store in progress; one already there starts over (no error, no
+    usage, the new attributes and chunking strategy)."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            """INSERT INTO vector_store_files (vector_store_id, file_id, batch_id, job_id, status,
+                                               attributes, chunking_strategy)
+               VALUES (%s, %s, %s, %s, 'in_progress', %s, %s)
+               ON CONFLICT (vector_store_id, file_id) DO UPDATE SET
+                   batch_id = EXCLUDED.batch_id, job_id = EXCLUDED.job_id,
+                   status = 'in_progress', last_error = NULL, usage_bytes = 0,
+                   attributes = EXCLUDED.attributes,
+                   chunking_strategy = EXCLUDED.chunking_strategy""",
+            [
+                (
+                    store_id,
+                    f.file_id,
+                    batch_id,
+                    f.job_id,
+                    Jsonb(f.attributes),
+                    Jsonb(f.chunking_strategy),
+                )
+                for f in files
+            ],
+        )
 
 
 async def in_progress_job_ids_of_batch(conn: AsyncConnection[Any], *, batch_id: str) -> list[str]:
