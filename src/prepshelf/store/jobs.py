@@ -168,6 +168,15 @@ async def is_cancel_requested(conn: AsyncConnection[Any], *, job_id: str) -> boo
     return row is None or bool(row["cancel_requested"])
 
 
+async def lock_cancel_requested(conn: AsyncConnection[Any], *, job_id: str) -> bool | None:
+    """Lock the job row (FOR UPDATE) until commit; whether cancel was requested, None when
+    the job is gone."""
+    row = await (
+        await conn.execute("SELECT cancel_requested FROM jobs WHERE id = %s FOR UPDATE", [job_id])
+    ).fetchone()
+    return None if row is None else bool(row["cancel_requested"])
+
+
 def _attempt_entry(job: Row, outcome: str, error: dict[str, Any] | None) -> Jsonb:
     return Jsonb(
         [

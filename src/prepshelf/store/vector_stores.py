@@ -267,6 +267,36 @@ async def start_store_files(
         )
 
 
+@dataclass(frozen=True)
+class StoreFileSettings:
+    """What a store file's job was started with, inherited by an archive's members."""
+
+    batch_id: str | None
+    attributes: dict[str, Any]
+    chunking_strategy: dict[str, Any]
+
+
+async def lock_store_file_settings(
+    conn: AsyncConnection[Any], *, store_id: str, file_id: str, job_id: str
+) -> StoreFileSettings | None:
+    """The store file still served by `job_id`, locked (FOR UPDATE) until commit; None when
+    the file left the store or another job serves it now."""
+    row = await (
+        await conn.execute(
+            """SELECT batch_id, attributes, chunking_strategy FROM vector_store_files
+               WHERE vector_store_id = %s AND file_id = %s AND job_id = %s FOR UPDATE""",
+            [store_id, file_id, job_id],
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    return StoreFileSettings(
+        batch_id=row["batch_id"],
+        attributes=row["attributes"],
+        chunking_strategy=row["chunking_strategy"],
+    )
+
+
 async def in_progress_job_ids_of_batch(conn: AsyncConnection[Any], *, batch_id: str) -> list[str]:
     """Jobs of the batch's files still in progress."""
     rows = await (
