@@ -37,7 +37,7 @@ from prepshelf.store.archives import ArchiveFile
 from prepshelf.store.blobs import BlobStore
 
 if TYPE_CHECKING:
-    from prepshelf.jobs.ingest import WorkerResources
+    from prepshelf.jobs.ingest import IngestContext, WorkerResources
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,7 @@ def limits_from(settings: Settings) -> ArchiveLimits:
     )
 
 
-async def expand_archive_job(
-    res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]
-) -> bool:
+async def expand_archive_job(res: WorkerResources, job: dict[str, Any], ctx: IngestContext) -> bool:
     """Expand the job's archive; False when the job was cancelled or its file left the store.
 
     Raises FileProcessingError when the archive cannot
@@ -86,11 +84,11 @@ async def expand_archive_job(
         )
 
         def expand() -> Expansion:
-            with res.blobs.local_copy(ctx["blob_key"]) as path:
+            with res.blobs.local_copy(ctx.source.blob_key) as path:
                 result = run_in_subprocess(
                     target,
                     path,
-                    ctx["filename"],
+                    ctx.source.filename,
                     timeout_s=s.parse_timeout_s,
                     memory_limit_bytes=s.parse_memory_limit_mb * 1024 * 1024,
                 )

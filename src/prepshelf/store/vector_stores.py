@@ -297,6 +297,36 @@ async def lock_store_file_settings(
     )
 
 
+@dataclass(frozen=True)
+class IngestSource:
+    """What an ingest job reads about its store file: the file's bytes and the store's model."""
+
+    filename: str
+    blob_key: str
+    sha256: str
+    chunking_strategy: dict[str, Any]
+    embedding_model: str
+    attributes: dict[str, Any] | None
+    metadata: dict[str, Any] | None
+
+
+async def get_ingest_source(
+    conn: AsyncConnection[Any], *, store_id: str, file_id: str, job_id: str
+) -> IngestSource | None:
+    """None when the file left the store or another job serves it now."""
+    cur = await conn.execute(
+        """SELECT f.filename, f.blob_key, f.sha256, vsf.chunking_strategy, vs.embedding_model,
+                  vsf.attributes, vs.metadata
+           FROM vector_store_files vsf
+           JOIN files f ON f.id = vsf.file_id
+           JOIN vector_stores vs ON vs.id = vsf.vector_store_id
+           WHERE vsf.vector_store_id = %s AND vsf.file_id = %s AND vsf.job_id = %s""",
+        [store_id, file_id, job_id],
+    )
+    row = await cur.fetchone()
+    return None if row is None else IngestSource(**row)
+
+
 async def in_progress_job_ids_of_batch(conn: AsyncConnection[Any], *, batch_id: str) -> list[str]:
     """Jobs of the batch's files still in progress."""
     rows = await (
