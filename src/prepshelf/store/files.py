@@ -77,3 +77,9 @@ async def existing_file_ids(
         )
     ).fetchall()
     return {r["id"] for r in rows}
+
+
+async def known_blob_keys(conn: AsyncConnection[Any], *, keys: list[str]) -> set[str]:
+    """Which of `keys` belong to a `files` row."""
+    cur = await conn.execute("SELECT blob_key FROM files WHERE blob_key = ANY(%s)", [keys])
+    return {r["blob_key"] for r in await cur.fetchall()}

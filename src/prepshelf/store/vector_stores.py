@@ -139,6 +139,16 @@ async def touch_store(conn: AsyncConnection[Any], store_id: str) -> None:
     )
 
 
+async def expire_due_stores(conn: AsyncConnection[Any]) -> list[str]:
+    """Mark stores whose expiry passed (sticky `expired_at`); return their ids."""
+    cur = await conn.execute(
+        """UPDATE vector_stores SET expired_at = clock_timestamp()
+           WHERE expires_at <= clock_timestamp() AND expired_at IS NULL
+           RETURNING id"""
+    )
+    return [r["id"] for r in await cur.fetchall()]
+
+
 # --- files in a store ------------------------------------------------------------------
 
 _VSF_SELECT = """
