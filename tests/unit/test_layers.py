@@ -31,14 +31,6 @@ SQL_PENDING = {
     "api/routes/jobs.py",
     "api/routes/store_files.py",
     "jobs/batch_embed.py",
-    "jobs/cancel.py",
-    "jobs/enqueue.py",
-    "jobs/expand.py",
-    "jobs/ingest.py",
-    "jobs/maintenance.py",
-    "jobs/run_tasks.py",
-    "jobs/runs.py",
-    "jobs/sweeper.py",
     "metrics.py",
 }
 
