@@ -9,6 +9,7 @@ from psycopg import AsyncConnection
 
 from prepshelf.jobs.queue import cancel_queued
 from prepshelf.store import jobs as jobs_db
+from prepshelf.store import vector_stores as vector_stores_db
 
 
 async def cancel_jobs(
@@ -26,35 +27,18 @@ async def cancel_jobs_of_file(
     file_id: str,
     store_id: str | None = None,
 ) -> None:
-    query = "SELECT id FROM jobs WHERE file_id = %s AND status IN ('queued', 'running')"
-    args: list[Any] = [file_id]
-    if store_id is not None:
-        query += " AND vector_store_id = %s"
-        args.append(store_id)
-    rows = await (await conn.execute(query, args)).fetchall()
-    await cancel_jobs(app, conn, [r["id"] for r in rows])
+    job_ids = await jobs_db.active_job_ids_of_file(conn, file_id=file_id, store_id=store_id)
+    await cancel_jobs(app, conn, job_ids)
 
 
 async def cancel_jobs_of_store(
     app: procrastinate.App, conn: AsyncConnection[Any], *, store_id: str
 ) -> None:
-    rows = await (
-        await conn.execute(
-            "SELECT id FROM jobs WHERE vector_store_id = %s AND status IN ('queued', 'running')",
-            [store_id],
-        )
-    ).fetchall()
-    await cancel_jobs(app, conn, [r["id"] for r in rows])
+    await cancel_jobs(app, conn, await jobs_db.active_job_ids_of_store(conn, store_id=store_id))
 
 
 async def cancel_batch_jobs(
     app: procrastinate.App, conn: AsyncConnection[Any], *, batch_id: str
 ) -> None:
-    rows = await (
-        await conn.execute(
-            """SELECT job_id FROM vector_store_files
-           WHERE batch_id = %s AND status = 'in_progress' AND job_id IS NOT NULL""",
-            [batch_id],
-        )
-    ).fetchall()
-    await cancel_jobs(app, conn, [r["job_id"] for r in rows])
+    job_ids = await vector_stores_db.in_progress_job_ids_of_batch(conn, batch_id=batch_id)
+    await cancel_jobs(app, conn, job_ids)

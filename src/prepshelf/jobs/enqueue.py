@@ -7,12 +7,14 @@ from typing import Any
 
 import procrastinate
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
 from prepshelf.errors import NotFoundError
 from prepshelf.ids import new_job_id
 from prepshelf.jobs.queue import defer_ingest_jobs
+from prepshelf.store import files as files_db
 from prepshelf.store import jobs as jobs_db
+from prepshelf.store import vector_stores as vector_stores_db
+from prepshelf.store.vector_stores import NewStoreFile
 
 
 @dataclass(frozen=True)
@@ -40,63 +42,44 @@ async def attach_files(
     # Last mention of a file wins, as if the items were applied in order.
     by_id = {item.file_id: item for item in items}
     ids = list(by_id)
-    known = await (
-        await conn.execute(
-            "SELECT id FROM files WHERE project_id = %s AND id = ANY(%s)", [project_id, ids]
-        )
-    ).fetchall()
-    missing = sorted(set(ids) - {r["id"] for r in known})
+    known = await files_db.existing_file_ids(conn, project_id=project_id, file_ids=ids)
+    missing = sorted(set(ids) - known)
     if missing:
         raise NotFoundError(f"No such File object: {', '.join(missing[:5])}", param="file_id")
 
-    existing = {
-        r["file_id"]: r["status"]
-        for r in await (
-            await conn.execute(
-                """SELECT file_id, status FROM vector_store_files
-               WHERE vector_store_id = %s AND file_id = ANY(%s) FOR UPDATE""",
-                [store_id, ids],
-            )
-        ).fetchall()
-    }
+    existing = await vector_stores_db.lock_store_file_statuses(
+        conn, store_id=store_id, file_ids=ids
+    )
     keep = [fid for fid in ids if existing.get(fid) in ("in_progress", "completed")]
     run = [fid for fid in ids if fid not in keep]
     if keep and batch_id:
-        await conn.execute(
-            "UPDATE vector_store_files SET batch_id = %s "
-            "WHERE vector_store_id = %s AND file_id = ANY(%s)",
-            [batch_id, store_id, keep],
+        await vector_stores_db.set_store_files_batch(
+            conn, store_id=store_id, file_ids=keep, batch_id=batch_id
         )
     if not run:
         return
     job_ids = {fid: new_job_id() for fid in run}
-    async with conn.cursor() as cur:
-        await cur.executemany(
-            """INSERT INTO jobs (id, project_id, kind, status, vector_store_id, file_id, batch_id)
-               VALUES (%s, %s, 'ingest_file', 'queued', %s, %s, %s)""",
-            [(job_ids[fid], project_id, store_id, fid, batch_id) for fid in run],
-        )
-        await cur.executemany(
-            """INSERT INTO vector_store_files (vector_store_id, file_id, batch_id, job_id, status,
-                                               attributes, chunking_strategy)
-               VALUES (%s, %s, %s, %s, 'in_progress', %s, %s)
-               ON CONFLICT (vector_store_id, file_id) DO UPDATE SET
-                   batch_id = EXCLUDED.batch_id, job_id = EXCLUDED.job_id,
-                   status = 'in_progress', last_error = NULL, usage_bytes = 0,
-                   attributes = EXCLUDED.attributes,
-                   chunking_strategy = EXCLUDED.chunking_strategy""",
-            [
-                (
-                    store_id,
-                    fid,
-                    batch_id,
-                    job_ids[fid],
-                    Jsonb(by_id[fid].attributes),
-                    Jsonb(by_id[fid].chunking_strategy),
-                )
-                for fid in run
-            ],
-        )
+    await jobs_db.insert_ingest_jobs(
+        conn,
+        project_id=project_id,
+        store_id=store_id,
+        batch_id=batch_id,
+        jobs=[(job_ids[fid], fid) for fid in run],
+    )
+    await vector_stores_db.start_store_files(
+        conn,
+        store_id=store_id,
+        batch_id=batch_id,
+        files=[
+            NewStoreFile(
+                file_id=fid,
+                job_id=job_ids[fid],
+                attributes=by_id[fid].attributes,
+                chunking_strategy=by_id[fid].chunking_strategy,
+            )
+            for fid in run
+        ],
+    )
     queue_ids = await defer_ingest_jobs(app, conn, [job_ids[fid] for fid in run])
     await jobs_db.set_queue_job_ids(
         conn, list(zip([job_ids[f] for f in run], queue_ids, strict=True))

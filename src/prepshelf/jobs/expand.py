@@ -32,10 +32,12 @@ from prepshelf.pipeline.sandbox import run_in_subprocess
 from prepshelf.settings import Settings
 from prepshelf.store import archives as archives_db
 from prepshelf.store import jobs as jobs_db
+from prepshelf.store import vector_stores as vector_stores_db
+from prepshelf.store.archives import ArchiveFile
 from prepshelf.store.blobs import BlobStore
 
 if TYPE_CHECKING:
-    from prepshelf.jobs.ingest import WorkerResources
+    from prepshelf.jobs.ingest import IngestContext, WorkerResources
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +57,7 @@ def limits_from(settings: Settings) -> ArchiveLimits:
     )
 
 
-async def expand_archive_job(
-    res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]
-) -> bool:
+async def expand_archive_job(res: WorkerResources, job: dict[str, Any], ctx: IngestContext) -> bool:
     """Expand the job's archive; False when the job was cancelled or its file left the store.
 
     Raises FileProcessingError when the archive cannot
@@ -67,9 +67,7 @@ async def expand_archive_job(
     async with res.pool.connection() as conn:
         await jobs_db.set_stage(conn, job_id=job["id"], stage="expanding")
         tree = await archives_db.tree_usage(conn, file_id=job["file_id"])
-        parent = await (
-            await conn.execute("SELECT * FROM files WHERE id = %s", [job["file_id"]])
-        ).fetchone()
+        parent = await archives_db.get_archive_file(conn, file_id=job["file_id"])
     if parent is None:
         return False
     staging = s.data_dir / "tmp" / "expand" / job["id"]
@@ -86,11 +84,11 @@ async def expand_archive_job(
         )
 
         def expand() -> Expansion:
-            with res.blobs.local_copy(ctx["blob_key"]) as path:
+            with res.blobs.local_copy(ctx.source.blob_key) as path:
                 result = run_in_subprocess(
                     target,
                     path,
-                    ctx["filename"],
+                    ctx.source.filename,
                     timeout_s=s.parse_timeout_s,
                     memory_limit_bytes=s.parse_memory_limit_mb * 1024 * 1024,
                 )
@@ -150,7 +148,7 @@ def _store_members(
 async def _attach_members(
     res: WorkerResources,
     job: dict[str, Any],
-    parent: dict[str, Any],
+    parent: ArchiveFile,
     children: list[tuple[str, str, int, str]],
     summary: dict[str, Any],
 ) -> bool:
@@ -160,35 +158,27 @@ async def _attach_members(
     """
     app = _app(res.settings)
     async with res.pool.connection() as conn, conn.transaction():
-        row = await (
-            await conn.execute(
-                "SELECT cancel_requested FROM jobs WHERE id = %s FOR UPDATE", [job["id"]]
-            )
-        ).fetchone()
-        vsf = await (
-            await conn.execute(
-                """SELECT batch_id, attributes, chunking_strategy FROM vector_store_files
-                   WHERE vector_store_id = %s AND file_id = %s AND job_id = %s FOR UPDATE""",
-                [job["vector_store_id"], job["file_id"], job["id"]],
-            )
-        ).fetchone()
-        if row is None or row["cancel_requested"] or vsf is None:
+        cancel_requested = await jobs_db.lock_cancel_requested(conn, job_id=job["id"])
+        vsf = await vector_stores_db.lock_store_file_settings(
+            conn, store_id=job["vector_store_id"], file_id=job["file_id"], job_id=job["id"]
+        )
+        if cancel_requested is None or cancel_requested or vsf is None:
             return False
         await archives_db.insert_members(conn, parent=parent, members=children)
         await attach_files(
             app,
             conn,
-            project_id=parent["project_id"],
+            project_id=parent.project_id,
             store_id=job["vector_store_id"],
             items=[
                 AttachItem(
                     file_id=fid,
-                    attributes=vsf["attributes"],
-                    chunking_strategy=vsf["chunking_strategy"],
+                    attributes=vsf.attributes,
+                    chunking_strategy=vsf.chunking_strategy,
                 )
                 for fid, *_ in children
             ],
-            batch_id=vsf["batch_id"],
+            batch_id=vsf.batch_id,
         )
         await archives_db.start_waiting(
             conn, job_id=job["id"], members=len(children), result=summary

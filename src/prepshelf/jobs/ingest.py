@@ -41,8 +41,10 @@ from prepshelf.pipeline.tokenizer import load_tokenizer
 from prepshelf.settings import Settings
 from prepshelf.store import chunks as chunks_db
 from prepshelf.store import jobs as jobs_db
+from prepshelf.store import vector_stores as vector_stores_db
 from prepshelf.store.blobs import BlobStore
 from prepshelf.store.db import Pool
+from prepshelf.store.vector_stores import IngestSource
 
 log = logging.getLogger(__name__)
 
@@ -145,27 +147,28 @@ def _error_body(job: dict[str, Any], err: _StageError, *, transient: bool) -> di
     }
 
 
-async def _load_context(res: WorkerResources, job: dict[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class IngestContext:
+    """The job's store file as loaded at the start, and the OCR languages it asks for."""
+
+    source: IngestSource
+    ocr_languages: str | None
+
+
+async def _load_context(res: WorkerResources, job: dict[str, Any]) -> IngestContext:
     async with res.pool.connection() as conn:
-        cur = await conn.execute(
-            """SELECT f.filename, f.blob_key, f.sha256, vsf.chunking_strategy, vs.embedding_model,
-                      vsf.attributes, vs.metadata
-               FROM vector_store_files vsf
-               JOIN files f ON f.id = vsf.file_id
-               JOIN vector_stores vs ON vs.id = vsf.vector_store_id
-               WHERE vsf.vector_store_id = %s AND vsf.file_id = %s AND vsf.job_id = %s""",
-            [job["vector_store_id"], job["file_id"], job["id"]],
+        source = await vector_stores_db.get_ingest_source(
+            conn, store_id=job["vector_store_id"], file_id=job["file_id"], job_id=job["id"]
         )
-        row = await cur.fetchone()
-    if row is None:
+    if source is None:
         raise JobCancelled("the file left the store")
-    row["ocr_languages"] = requested_languages(res.settings, row["attributes"], row["metadata"])
-    return row
+    languages = requested_languages(res.settings, source.attributes, source.metadata)
+    return IngestContext(source=source, ocr_languages=languages)
 
 
 async def _ingest(res: WorkerResources, job: dict[str, Any]) -> None:
     ctx = await _load_context(res, job)
-    job["filename"] = ctx["filename"]
+    job["filename"] = ctx.source.filename
     store_id, file_id = job["vector_store_id"], job["file_id"]
     if job["stage"] == "members":  # an expanded archive, delivered again: its members settle it
         return
@@ -181,7 +184,7 @@ async def _ingest(res: WorkerResources, job: dict[str, Any]) -> None:
             return
     else:
         await _enter_stage(res, job, "embedding")
-    await _embed_all(res, job, ctx["embedding_model"])
+    await _embed_all(res, job, ctx.source.embedding_model)
     await _enter_stage(res, job, "indexing")
     async with res.pool.connection() as conn:
         size = await chunks_db.usage_bytes(conn, store_id=store_id, file_id=file_id)
@@ -197,7 +200,7 @@ async def _enter_stage(res: WorkerResources, job: dict[str, Any], stage: str) ->
     job["stage"] = stage
 
 
-async def _expand(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]) -> None:
+async def _expand(res: WorkerResources, job: dict[str, Any], ctx: IngestContext) -> None:
     """Archives become member files with jobs of their own (`jobs/expand.py`)."""
     try:
         expanded = await expand_archive_job(res, job, ctx)
@@ -207,7 +210,7 @@ async def _expand(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]
         raise JobCancelled("cancel requested")
 
 
-async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]) -> bool:
+async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: IngestContext) -> bool:
     """Copy the chunks of a completed copy of the same file, if there is one; True if done."""
     copied = None
     try:
@@ -217,14 +220,14 @@ async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: dict[str, A
                 store_id=job["vector_store_id"],
                 file_id=job["file_id"],
                 project_id=job["project_id"],
-                sha256=ctx["sha256"],
-                chunking_strategy=ctx["chunking_strategy"],
-                model=ctx["embedding_model"],
+                sha256=ctx.source.sha256,
+                chunking_strategy=ctx.source.chunking_strategy,
+                model=ctx.source.embedding_model,
                 job_id=job["id"],
-                ocr_languages=ctx["ocr_languages"],
+                ocr_languages=ctx.ocr_languages,
             )
             if copied is None or copied[1] == 0:
-                # A plain return would commit the DELETE of earlier chunks: roll back instead.
+                # A plain return would commit deleting the earlier chunks: roll back instead.
                 raise psycopg.Rollback()
             twin, count = copied
             await jobs_db.set_stage(
@@ -250,21 +253,21 @@ async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: dict[str, A
     return True
 
 
-async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[str, Any]) -> None:
+async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: IngestContext) -> None:
     s = res.settings
     await _enter_stage(res, job, "parsing")
     progress = OcrProgress(res.pool, job)  # scanned pages: stage "ocr", progress in pages
 
     def parse() -> Any:
         # The sandbox reads a real file: the blob itself, or a temporary download from S3.
-        with res.blobs.local_copy(ctx["blob_key"]) as path:
+        with res.blobs.local_copy(ctx.source.blob_key) as path:
             return parse_in_subprocess(
                 path,
-                ctx["filename"],
+                ctx.source.filename,
                 # OCR has its own time limits inside; this hard stop covers both.
                 timeout_s=s.parse_timeout_s + s.ocr_timeout_s,
                 memory_limit_bytes=s.parse_memory_limit_mb * 1024 * 1024,
-                ocr=ocr_options(s, ctx["ocr_languages"]),
+                ocr=ocr_options(s, ctx.ocr_languages),
                 on_progress=progress.update,
             )
 
@@ -277,7 +280,7 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[
         raise _StageError(job["stage"], exc) from exc  # "parsing", or "ocr" once pages were read
 
     await _enter_stage(res, job, "chunking")
-    static = ctx["chunking_strategy"]["static"]
+    static = ctx.source.chunking_strategy["static"]
     strategy = ChunkingStrategy(
         max_tokens=static["max_chunk_size_tokens"], overlap_tokens=static["chunk_overlap_tokens"]
     )
@@ -307,7 +310,7 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: dict[
                 conn, store_id=job["vector_store_id"], file_id=job["file_id"], chunks=rows
             )
             if doc.ocr is not None:
-                result = {**doc.ocr.as_result(), "requested_languages": ctx["ocr_languages"]}
+                result = {**doc.ocr.as_result(), "requested_languages": ctx.ocr_languages}
                 await jobs_db.set_result(conn, job_id=job["id"], result={"ocr": result})
             await jobs_db.set_stage(
                 conn,

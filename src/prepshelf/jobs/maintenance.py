@@ -25,6 +25,10 @@ import procrastinate
 from psycopg import AsyncConnection
 
 from prepshelf.jobs.queue import MAINTENANCE_QUEUE
+from prepshelf.store import audit as audit_db
+from prepshelf.store import chunks as chunks_db
+from prepshelf.store import files as files_db
+from prepshelf.store import vector_stores as vector_stores_db
 from prepshelf.store.blobs import BlobInfo, BlobStore
 
 if TYPE_CHECKING:
@@ -34,56 +38,19 @@ log = logging.getLogger(__name__)
 
 Conn = AsyncConnection[Any]
 FILES_PREFIX = "files/"  # blobs owned by `files` rows; other prefixes belong to their features
-_CHUNK = 5000
 
 
 async def expire_vector_stores(conn: Conn) -> list[str]:
     """Mark stores whose expiry passed; return their ids."""
-    cur = await conn.execute(
-        """UPDATE vector_stores SET expired_at = clock_timestamp()
-           WHERE expires_at <= clock_timestamp() AND expired_at IS NULL
-           RETURNING id"""
-    )
-    return [r["id"] for r in await cur.fetchall()]
-
-
-async def _table_exists(conn: Conn, name: str) -> bool:
-    row = await (await conn.execute("SELECT to_regclass(%s) IS NOT NULL AS ok", [name])).fetchone()
-    return bool(row and row["ok"])
-
-
-async def _delete_chunked(conn: Conn, table: str, where: str, args: list[Any]) -> int:
-    """DELETE in chunks of rows (short transactions, no long lock on a busy table)."""
-    total = 0
-    while True:
-        cur = await conn.execute(
-            f"DELETE FROM {table} WHERE ctid = ANY(ARRAY("
-            f"SELECT ctid FROM {table} WHERE {where} LIMIT {_CHUNK}))",
-            args,
-        )
-        total += cur.rowcount
-        if cur.rowcount < _CHUNK:
-            return total
+    return await vector_stores_db.expire_due_stores(conn)
 
 
 async def prune_audit(conn: Conn, *, older_than_s: float) -> int:
-    if not await _table_exists(conn, "audit_events"):
-        return 0
-    return await _delete_chunked(
-        conn,
-        "audit_events",
-        "created_at < clock_timestamp() - make_interval(secs => %s)",
-        [older_than_s],
-    )
+    return await audit_db.prune_events(conn, older_than_s=older_than_s)
 
 
 async def vacuum_embedding_cache(conn: Conn, *, max_age_days: int) -> int:
-    return await _delete_chunked(
-        conn,
-        "embedding_cache",
-        "created_at < clock_timestamp() - make_interval(days => %s)",
-        [max_age_days],
-    )
+    return await chunks_db.drop_cached_embeddings(conn, max_age_days=max_age_days)
 
 
 async def delete_orphan_blobs(conn: Conn, blobs: BlobStore, *, grace_s: float) -> int:
@@ -101,8 +68,7 @@ async def delete_orphan_blobs(conn: Conn, blobs: BlobStore, *, grace_s: float) -
     complete = [b.key for b in old if not b.partial]
     for start in range(0, len(complete), 1000):
         keys = complete[start : start + 1000]
-        cur = await conn.execute("SELECT blob_key FROM files WHERE blob_key = ANY(%s)", [keys])
-        known = {r["blob_key"] for r in await cur.fetchall()}
+        known = await files_db.known_blob_keys(conn, keys=keys)
         for key in keys:
             if key not in known:
                 await asyncio.to_thread(blobs.delete, key)

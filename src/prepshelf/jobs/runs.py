@@ -2,7 +2,7 @@
 
 A run is started by a schedule's due time (jobs/schedules.py), by "run now", or by a client
 (POST /v1/evals/{id}/runs): `start_run` writes its job row (and for evals its run row) and
-its queue message in the caller's transaction. On a worker, `execute` claims the job and runs
+its queue message in the caller's transaction. On a worker, `execute_run` claims the job and runs
 the kind's work with the shared endings: a transient fault (lost database, an unreachable
 source or vendor) goes back on the queue with backoff, anything else fails the job with a
 message naming the run, its stage and the cause; cancel and shutdown are honoured.
@@ -162,7 +162,9 @@ class RunContext:
 Work = Callable[[RunContext], Awaitable[None]]
 
 
-async def execute(res: WorkerResources, app: procrastinate.App, job_id: str, work: Work) -> None:
+async def execute_run(
+    res: WorkerResources, app: procrastinate.App, job_id: str, work: Work
+) -> None:
     """Claim the run and do its work; every ending is written to the job row."""
     logs.bind(job_id=job_id)
     async with res.pool.connection() as conn:

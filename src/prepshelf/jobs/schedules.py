@@ -1,11 +1,11 @@
 """The schedule scanner: turns due schedules into runs, once per due time, cluster-wide.
 
 A periodic task on the maintenance queue (every PREPSHELF_SCHEDULE_SCAN_INTERVAL_S seconds;
-procrastinate defers each tick once however many workers run). Each pass locks due schedules
-with FOR UPDATE SKIP LOCKED and, in the same transaction, writes each one's run (job row,
-queue message) and its next due time: two scanners never take the same schedule, a crash
-before commit leaves the schedule due, and a crash after commit leaves a run. The database's
-clock decides what is due.
+procrastinate defers each tick once however many workers run). Each pass claims due schedules
+(`store/schedules.claim_due`: row locks that skip rows another scanner holds) and, in the same
+transaction, writes each one's run (job row, queue message) and its next due time: two
+scanners never take the same schedule, a crash before commit leaves the schedule due, and a
+crash after commit leaves a run. The database's clock decides what is due.
 
 Catch-up: due times that passed while no worker ran, or while the schedule's previous run
 was still going, become one run, started as soon as possible; it records the latest of them

@@ -8,7 +8,7 @@ its worker `max_attempts` times fails with that reason instead of looping.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 import procrastinate
 from procrastinate.jobs import Status
@@ -20,20 +20,9 @@ from prepshelf.store import archives as archives_db
 from prepshelf.store import batches as batches_db
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store.db import Pool
+from prepshelf.store.jobs import SweptJob
 
 log = logging.getLogger(__name__)
-
-_JOB_WITH_FILE = """
-    SELECT j.*, f.filename FROM jobs j LEFT JOIN files f ON f.id = j.file_id WHERE j.id = %s"""
-
-_ORPHANS = """
-    SELECT j.*, f.filename, p.status AS queue_status
-    FROM jobs j
-    JOIN procrastinate_jobs p ON p.id = j.queue_job_id
-    LEFT JOIN files f ON f.id = j.file_id
-    WHERE j.status IN ('queued', 'running')
-      AND j.stage IS DISTINCT FROM 'members'  -- an archive waits for its members, not a message
-      AND p.status IN ('succeeded', 'failed', 'cancelled', 'aborted')"""
 
 
 async def sweep(app: procrastinate.App, pool: Pool, settings: Settings) -> dict[str, int]:
@@ -47,16 +36,16 @@ async def sweep(app: procrastinate.App, pool: Pool, settings: Settings) -> dict[
         )
     ]
     for qjob in stalled:
-        job_id = qjob.task_kwargs.get("job_id")
+        job_id = cast(str | None, qjob.task_kwargs.get("job_id"))  # deferred as job_id=str
         async with pool.connection() as conn:
-            job = await (await conn.execute(_JOB_WITH_FILE, [job_id])).fetchone()
-            if job is None or job["status"] not in ("queued", "running"):
+            job = await jobs_db.get_swept_job(conn, job_id=job_id)
+            if job is None or job.status not in ("queued", "running"):
                 await app.job_manager.finish_job(qjob, status=Status.FAILED, delete_job=False)
                 continue
-            if job["attempts"] >= settings.max_attempts:
+            if job.attempts >= settings.max_attempts:
                 await jobs_db.finish_failed(conn, job=job, error=_died_error(job))
                 await batches_db.fail_batch_of_job(
-                    conn, job_id=job["id"], message=_died_error(job)["message"]
+                    conn, job_id=job.id, message=_died_error(job)["message"]
                 )
                 await app.job_manager.finish_job(qjob, status=Status.FAILED, delete_job=False)
                 failed += 1
@@ -67,20 +56,20 @@ async def sweep(app: procrastinate.App, pool: Pool, settings: Settings) -> dict[
                 await app.job_manager.retry_job(qjob)
                 requeued += 1
     async with pool.connection() as conn:
-        for job in await (await conn.execute(_ORPHANS)).fetchall():
+        for job in await jobs_db.orphaned_jobs(conn):
             await jobs_db.finish_failed(
                 conn,
                 job=job,
                 error={
                     "code": "server_error",
-                    "message": f"{job['filename'] or job['file_id']}: {job['stage'] or 'queued'}: "
-                    f"processing ended unexpectedly (queue message {job['queue_status']})",
-                    "stage": job["stage"],
-                    "file_id": job["file_id"],
+                    "message": f"{job.filename or job.file_id}: {job.stage or 'queued'}: "
+                    f"processing ended unexpectedly (queue message {job.queue_status})",
+                    "stage": job.stage,
+                    "file_id": job.file_id,
                 },
             )
             await batches_db.fail_batch_of_job(
-                conn, job_id=job["id"], message="processing ended unexpectedly"
+                conn, job_id=job.id, message="processing ended unexpectedly"
             )
             orphans += 1
     async with pool.connection() as conn:
@@ -90,15 +79,15 @@ async def sweep(app: procrastinate.App, pool: Pool, settings: Settings) -> dict[
     return {"requeued": requeued, "failed": failed, "orphans": orphans}
 
 
-def _died_error(job: dict[str, Any]) -> dict[str, Any]:
-    stage = job["stage"] or "starting"
+def _died_error(job: SweptJob) -> dict[str, Any]:
+    stage = job.stage or "starting"
     return {
         "code": "server_error",
         "message": (
-            f"{job['filename'] or job['file_id'] or job['kind']}: {stage}: the worker "
-            f"processing it stopped {job['attempts']} times (killed, out of memory or "
+            f"{job.filename or job.file_id or job.kind}: {stage}: the worker "
+            f"processing it stopped {job.attempts} times (killed, out of memory or "
             "crashed); giving up"
         ),
         "stage": stage,
-        "file_id": job["file_id"],
+        "file_id": job.file_id,
     }

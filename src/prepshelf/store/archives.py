@@ -9,6 +9,7 @@ final while a member is in progress, and never stays in progress after the last 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -38,8 +39,32 @@ async def tree_usage(conn: AsyncConnection[Any], *, file_id: str) -> Row:
     return row
 
 
+@dataclass(frozen=True)
+class ArchiveFile:
+    """The file row of an archive being expanded: what its members inherit."""
+
+    id: str
+    project_id: str
+    purpose: str
+    archive_root_id: str | None
+    archive_depth: int
+
+
+async def get_archive_file(conn: AsyncConnection[Any], *, file_id: str) -> ArchiveFile | None:
+    row = await (await conn.execute("SELECT * FROM files WHERE id = %s", [file_id])).fetchone()
+    if row is None:
+        return None
+    return ArchiveFile(
+        id=row["id"],
+        project_id=row["project_id"],
+        purpose=row["purpose"],
+        archive_root_id=row["archive_root_id"],
+        archive_depth=row["archive_depth"],
+    )
+
+
 async def insert_members(
-    conn: AsyncConnection[Any], *, parent: Row, members: list[tuple[str, str, int, str]]
+    conn: AsyncConnection[Any], *, parent: ArchiveFile, members: list[tuple[str, str, int, str]]
 ) -> None:
     """Child file rows: (file id, sanitised member path, bytes, sha256); blobs at files/<id>."""
     async with conn.cursor() as cur:
@@ -50,15 +75,15 @@ async def insert_members(
             [
                 (
                     fid,
-                    parent["project_id"],
+                    parent.project_id,
                     name,
-                    parent["purpose"],
+                    parent.purpose,
                     size,
                     sha,
                     f"files/{fid}",
-                    parent["id"],
-                    parent["archive_root_id"] or parent["id"],
-                    parent["archive_depth"] + 1,
+                    parent.id,
+                    parent.archive_root_id or parent.id,
+                    parent.archive_depth + 1,
                 )
                 for fid, name, size, sha in members
             ],

@@ -9,6 +9,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from prepshelf.store.pages import Page, PageRequest, fetch_page
+from prepshelf.store.retention import delete_in_chunks, table_exists
 
 
 async def insert_event(
@@ -67,4 +68,16 @@ async def list_events(
         cursor_lookup="SELECT created_at FROM audit_events WHERE project_id = %s AND id = %s",
         cursor_params=[project_id],
         page=page,
+    )
+
+
+async def prune_events(conn: AsyncConnection[Any], *, older_than_s: float) -> int:
+    """Delete audit rows older than `older_than_s`; 0 when the table does not exist."""
+    if not await table_exists(conn, "audit_events"):
+        return 0
+    return await delete_in_chunks(
+        conn,
+        "audit_events",
+        "created_at < clock_timestamp() - make_interval(secs => %s)",
+        [older_than_s],
     )

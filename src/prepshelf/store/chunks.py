@@ -9,6 +9,8 @@ import numpy as np
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from prepshelf.store.retention import delete_in_chunks
+
 Row = dict[str, Any]
 
 
@@ -87,6 +89,16 @@ async def cached_embeddings(
         [project_id, model, list(digests)],
     )
     return {bytes(r["text_sha256"]): r["embedding"] for r in await cur.fetchall()}
+
+
+async def drop_cached_embeddings(conn: AsyncConnection[Any], *, max_age_days: int) -> int:
+    """Delete cache entries older than `max_age_days` (by age, not last use)."""
+    return await delete_in_chunks(
+        conn,
+        "embedding_cache",
+        "created_at < clock_timestamp() - make_interval(days => %s)",
+        [max_age_days],
+    )
 
 
 async def write_embeddings(

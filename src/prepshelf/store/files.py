@@ -65,3 +65,21 @@ async def delete_file(conn: AsyncConnection[Any], *, project_id: str, file_id: s
         "DELETE FROM files WHERE id = %s AND project_id = %s RETURNING *", [file_id, project_id]
     )
     return await cur.fetchone()
+
+
+async def existing_file_ids(
+    conn: AsyncConnection[Any], *, project_id: str, file_ids: list[str]
+) -> set[str]:
+    """Which of `file_ids` are files of the project."""
+    rows = await (
+        await conn.execute(
+            "SELECT id FROM files WHERE project_id = %s AND id = ANY(%s)", [project_id, file_ids]
+        )
+    ).fetchall()
+    return {r["id"] for r in rows}
+
+
+async def known_blob_keys(conn: AsyncConnection[Any], *, keys: list[str]) -> set[str]:
+    """Which of `keys` belong to a `files` row."""
+    cur = await conn.execute("SELECT blob_key FROM files WHERE blob_key = ANY(%s)", [keys])
+    return {r["blob_key"] for r in await cur.fetchall()}

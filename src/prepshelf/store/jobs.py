@@ -18,6 +18,32 @@ from prepshelf.store.pages import Page, PageRequest, fetch_page
 
 Row = dict[str, Any]
 
+
+@dataclass(frozen=True)
+class SweptJob:
+    """A job the sweeper looks at (a stalled queue message's, or an orphan) and its file."""
+
+    id: str
+    kind: str
+    status: str
+    attempts: int
+    worker: str | None
+    stage: str | None
+    file_id: str | None
+    filename: str | None
+    queue_status: str | None = None  # orphans only: how their queue message ended
+
+
+JobRef = Row | SweptJob  # a job row as claimed, or as the sweeper read it
+
+
+def _ref(job: JobRef) -> tuple[str, int, str | None]:
+    """(id, attempts, worker) of either form."""
+    if isinstance(job, SweptJob):
+        return job.id, job.attempts, job.worker
+    return job["id"], job["attempts"], job.get("worker")
+
+
 # Close the running stage's timer: stage_durations[stage] += now - stage_started_at.
 _CLOSE_STAGE = """
     stage_durations = CASE WHEN stage IS NULL OR stage_started_at IS NULL THEN stage_durations
@@ -36,6 +62,66 @@ async def create_embed_batch_job(
            VALUES (%s, %s, 'embed_batch', 'queued', %s, 'lines')""",
         [job_id, project_id, batch_id],
     )
+
+
+async def insert_ingest_jobs(
+    conn: AsyncConnection[Any],
+    *,
+    project_id: str,
+    store_id: str,
+    batch_id: str | None,
+    jobs: list[tuple[str, str]],
+) -> None:
+    """Queued ingest jobs, one per (job id, file id) of the store."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            """INSERT INTO jobs (id, project_id, kind, status, vector_store_id, file_id, batch_id)
+               VALUES (%s, %s, 'ingest_file', 'queued', %s, %s, %s)""",
+            [(job_id, project_id, store_id, file_id, batch_id) for job_id, file_id in jobs],
+        )
+
+
+def _swept(row: Row) -> SweptJob:
+    return SweptJob(
+        id=row["id"],
+        kind=row["kind"],
+        status=row["status"],
+        attempts=row["attempts"],
+        worker=row["worker"],
+        stage=row["stage"],
+        file_id=row["file_id"],
+        filename=row["filename"],
+        queue_status=row.get("queue_status"),
+    )
+
+
+async def get_swept_job(conn: AsyncConnection[Any], *, job_id: str | None) -> SweptJob | None:
+    """The job of a stalled queue message, with its file's name."""
+    row = await (
+        await conn.execute(
+            """SELECT j.*, f.filename FROM jobs j LEFT JOIN files f ON f.id = j.file_id
+               WHERE j.id = %s""",
+            [job_id],
+        )
+    ).fetchone()
+    return None if row is None else _swept(row)
+
+
+async def orphaned_jobs(conn: AsyncConnection[Any]) -> list[SweptJob]:
+    """Jobs still queued or running whose queue message already ended (an archive in stage
+    'members' waits for its members, not for a message)."""
+    rows = await (
+        await conn.execute(
+            """SELECT j.*, f.filename, p.status AS queue_status
+               FROM jobs j
+               JOIN procrastinate_jobs p ON p.id = j.queue_job_id
+               LEFT JOIN files f ON f.id = j.file_id
+               WHERE j.status IN ('queued', 'running')
+                 AND j.stage IS DISTINCT FROM 'members'  -- an archive waits for its members
+                 AND p.status IN ('succeeded', 'failed', 'cancelled', 'aborted')"""
+        )
+    ).fetchall()
+    return [_swept(r) for r in rows]
 
 
 async def set_queue_job_ids(conn: AsyncConnection[Any], pairs: list[tuple[str, int]]) -> None:
@@ -197,13 +283,23 @@ async def is_cancel_requested(conn: AsyncConnection[Any], *, job_id: str) -> boo
     return row is None or bool(row["cancel_requested"])
 
 
-def _attempt_entry(job: Row, outcome: str, error: dict[str, Any] | None) -> Jsonb:
+async def lock_cancel_requested(conn: AsyncConnection[Any], *, job_id: str) -> bool | None:
+    """Lock the job row (FOR UPDATE) until commit; whether cancel was requested, None when
+    the job is gone."""
+    row = await (
+        await conn.execute("SELECT cancel_requested FROM jobs WHERE id = %s FOR UPDATE", [job_id])
+    ).fetchone()
+    return None if row is None else bool(row["cancel_requested"])
+
+
+def _attempt_entry(job: JobRef, outcome: str, error: dict[str, Any] | None) -> Jsonb:
+    _, attempts, worker = _ref(job)
     return Jsonb(
         [
             {
-                "attempt": job["attempts"],
+                "attempt": attempts,
                 "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "worker": job.get("worker"),
+                "worker": worker,
                 "outcome": outcome,
                 "error": error,
             }
@@ -239,27 +335,28 @@ async def finish_succeeded(conn: AsyncConnection[Any], *, job: Row, usage_bytes:
         await archives_db.after_job_finished(conn, job_id=job["id"])  # settles its archive
 
 
-async def finish_failed(conn: AsyncConnection[Any], *, job: Row, error: dict[str, Any]) -> None:
+async def finish_failed(conn: AsyncConnection[Any], *, job: JobRef, error: dict[str, Any]) -> None:
     """Fail the job; `error` holds code, message, stage and, where known, chunk/batch."""
+    job_id = _ref(job)[0]
     async with conn.transaction():
         await conn.execute(
             f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'failed', error = %s,
                       stage_started_at = NULL, finished_at = clock_timestamp(),
                       attempt_log = attempt_log || %s
                 WHERE id = %s""",
-            [Jsonb(error), _attempt_entry(job, "failed", error), job["id"]],
+            [Jsonb(error), _attempt_entry(job, "failed", error), job_id],
         )
         await conn.execute(
             """UPDATE vector_store_files SET status = 'failed', last_error = %s
                WHERE job_id = %s""",
-            [Jsonb({"code": error["code"], "message": error["message"]}), job["id"]],
+            [Jsonb({"code": error["code"], "message": error["message"]}), job_id],
         )
         await conn.execute(
             "DELETE FROM chunks c USING jobs j WHERE j.id = %s "
             "AND c.vector_store_id = j.vector_store_id AND c.file_id = j.file_id",
-            [job["id"]],
+            [job_id],
         )
-        await archives_db.after_job_finished(conn, job_id=job["id"])
+        await archives_db.after_job_finished(conn, job_id=job_id)
 
 
 async def finish_cancelled(conn: AsyncConnection[Any], *, job_id: str) -> None:
@@ -286,15 +383,38 @@ async def finish_cancelled(conn: AsyncConnection[Any], *, job_id: str) -> None:
 
 
 async def release_job(
-    conn: AsyncConnection[Any], *, job: Row, reason: str, error: dict[str, Any] | None = None
+    conn: AsyncConnection[Any], *, job: JobRef, reason: str, error: dict[str, Any] | None = None
 ) -> None:
     """Hand a running job back to the queue (shutdown, transient fault); progress is kept."""
     await conn.execute(
         f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'queued', stage_started_at = NULL,
                   worker = NULL, attempt_log = attempt_log || %s, error = coalesce(%s, error)
             WHERE id = %s AND status = 'running'""",
-        [_attempt_entry(job, reason, error), Jsonb(error) if error else None, job["id"]],
+        [_attempt_entry(job, reason, error), Jsonb(error) if error else None, _ref(job)[0]],
     )
+
+
+async def active_job_ids_of_file(
+    conn: AsyncConnection[Any], *, file_id: str, store_id: str | None = None
+) -> list[str]:
+    """Queued or running jobs of the file (in one store when `store_id` is given)."""
+    query = "SELECT id FROM jobs WHERE file_id = %s AND status IN ('queued', 'running')"
+    args: list[Any] = [file_id]
+    if store_id is not None:
+        query += " AND vector_store_id = %s"
+        args.append(store_id)
+    rows = await (await conn.execute(query, args)).fetchall()
+    return [r["id"] for r in rows]
+
+
+async def active_job_ids_of_store(conn: AsyncConnection[Any], *, store_id: str) -> list[str]:
+    rows = await (
+        await conn.execute(
+            "SELECT id FROM jobs WHERE vector_store_id = %s AND status IN ('queued', 'running')",
+            [store_id],
+        )
+    ).fetchall()
+    return [r["id"] for r in rows]
 
 
 async def request_cancel(conn: AsyncConnection[Any], *, job_ids: list[str]) -> list[int]:

@@ -139,6 +139,16 @@ async def touch_store(conn: AsyncConnection[Any], store_id: str) -> None:
     )
 
 
+async def expire_due_stores(conn: AsyncConnection[Any]) -> list[str]:
+    """Mark stores whose expiry passed (sticky `expired_at`); return their ids."""
+    cur = await conn.execute(
+        """UPDATE vector_stores SET expired_at = clock_timestamp()
+           WHERE expires_at <= clock_timestamp() AND expired_at IS NULL
+           RETURNING id"""
+    )
+    return [r["id"] for r in await cur.fetchall()]
+
+
 # --- files in a store ------------------------------------------------------------------
 
 _VSF_SELECT = """
@@ -232,6 +242,141 @@ async def delete_store_file(
         [store_id, file_id],
     )
     return await cur.fetchone()
+
+
+@dataclass(frozen=True)
+class NewStoreFile:
+    """A file entering a store (or entering it again) with the job that ingests it."""
+
+    file_id: str
+    job_id: str
+    attributes: dict[str, Any]
+    chunking_strategy: dict[str, Any]
+
+
+async def lock_store_file_statuses(
+    conn: AsyncConnection[Any], *, store_id: str, file_ids: list[str]
+) -> dict[str, str]:
+    """Status by file id of those already in the store, locked (FOR UPDATE) until commit."""
+    rows = await (
+        await conn.execute(
+            """SELECT file_id, status FROM vector_store_files
+               WHERE vector_store_id = %s AND file_id = ANY(%s) FOR UPDATE""",
+            [store_id, file_ids],
+        )
+    ).fetchall()
+    return {r["file_id"]: r["status"] for r in rows}
+
+
+async def set_store_files_batch(
+    conn: AsyncConnection[Any], *, store_id: str, file_ids: list[str], batch_id: str
+) -> None:
+    await conn.execute(
+        "UPDATE vector_store_files SET batch_id = %s "
+        "WHERE vector_store_id = %s AND file_id = ANY(%s)",
+        [batch_id, store_id, file_ids],
+    )
+
+
+async def start_store_files(
+    conn: AsyncConnection[Any], *, store_id: str, batch_id: str | None, files: list[NewStoreFile]
+) -> None:
+    """Put the files in the store in progress; one already there starts over (no error, no
+    usage, the new attributes and chunking strategy)."""
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            """INSERT INTO vector_store_files (vector_store_id, file_id, batch_id, job_id, status,
+                                               attributes, chunking_strategy)
+               VALUES (%s, %s, %s, %s, 'in_progress', %s, %s)
+               ON CONFLICT (vector_store_id, file_id) DO UPDATE SET
+                   batch_id = EXCLUDED.batch_id, job_id = EXCLUDED.job_id,
+                   status = 'in_progress', last_error = NULL, usage_bytes = 0,
+                   attributes = EXCLUDED.attributes,
+                   chunking_strategy = EXCLUDED.chunking_strategy""",
+            [
+                (
+                    store_id,
+                    f.file_id,
+                    batch_id,
+                    f.job_id,
+                    Jsonb(f.attributes),
+                    Jsonb(f.chunking_strategy),
+                )
+                for f in files
+            ],
+        )
+
+
+@dataclass(frozen=True)
+class StoreFileSettings:
+    """What a store file's job was started with, inherited by an archive's members."""
+
+    batch_id: str | None
+    attributes: dict[str, Any]
+    chunking_strategy: dict[str, Any]
+
+
+async def lock_store_file_settings(
+    conn: AsyncConnection[Any], *, store_id: str, file_id: str, job_id: str
+) -> StoreFileSettings | None:
+    """The store file still served by `job_id`, locked (FOR UPDATE) until commit; None when
+    the file left the store or another job serves it now."""
+    row = await (
+        await conn.execute(
+            """SELECT batch_id, attributes, chunking_strategy FROM vector_store_files
+               WHERE vector_store_id = %s AND file_id = %s AND job_id = %s FOR UPDATE""",
+            [store_id, file_id, job_id],
+        )
+    ).fetchone()
+    if row is None:
+        return None
+    return StoreFileSettings(
+        batch_id=row["batch_id"],
+        attributes=row["attributes"],
+        chunking_strategy=row["chunking_strategy"],
+    )
+
+
+@dataclass(frozen=True)
+class IngestSource:
+    """What an ingest job reads about its store file: the file's bytes and the store's model."""
+
+    filename: str
+    blob_key: str
+    sha256: str
+    chunking_strategy: dict[str, Any]
+    embedding_model: str
+    attributes: dict[str, Any] | None
+    metadata: dict[str, Any] | None
+
+
+async def get_ingest_source(
+    conn: AsyncConnection[Any], *, store_id: str, file_id: str, job_id: str
+) -> IngestSource | None:
+    """None when the file left the store or another job serves it now."""
+    cur = await conn.execute(
+        """SELECT f.filename, f.blob_key, f.sha256, vsf.chunking_strategy, vs.embedding_model,
+                  vsf.attributes, vs.metadata
+           FROM vector_store_files vsf
+           JOIN files f ON f.id = vsf.file_id
+           JOIN vector_stores vs ON vs.id = vsf.vector_store_id
+           WHERE vsf.vector_store_id = %s AND vsf.file_id = %s AND vsf.job_id = %s""",
+        [store_id, file_id, job_id],
+    )
+    row = await cur.fetchone()
+    return None if row is None else IngestSource(**row)
+
+
+async def in_progress_job_ids_of_batch(conn: AsyncConnection[Any], *, batch_id: str) -> list[str]:
+    """Jobs of the batch's files still in progress."""
+    rows = await (
+        await conn.execute(
+            """SELECT job_id FROM vector_store_files
+           WHERE batch_id = %s AND status = 'in_progress' AND job_id IS NOT NULL""",
+            [batch_id],
+        )
+    ).fetchall()
+    return [r["job_id"] for r in rows]
 
 
 # --- batches -------------------------------------------------------------------------
