@@ -31,8 +31,8 @@ from prepshelf.jobs.batch_turns import defer_priority
 from prepshelf.jobs.batch_upstream import UpstreamPaused
 from prepshelf.jobs.batch_upstream_slices import answer_slices
 from prepshelf.jobs.batch_validate import validate
-from prepshelf.jobs.ingest import WorkerResources
 from prepshelf.jobs.queue import BATCH_QUEUE, BATCH_TASK
+from prepshelf.jobs.resources import WorkerResources
 from prepshelf.jobs.retry import RequeueJob, RequeueStrategy
 from prepshelf.store import batch_answers
 from prepshelf.store import batch_jobs as batch_jobs_db

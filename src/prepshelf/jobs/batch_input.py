@@ -12,7 +12,7 @@ from pathlib import Path
 from prepshelf.domain.batches import Batch
 from prepshelf.errors import PrepshelfError
 from prepshelf.jobs.batch_lines import COPY_BYTES
-from prepshelf.jobs.ingest import WorkerResources
+from prepshelf.jobs.resources import WorkerResources
 from prepshelf.store import batches as batches_db
 
 

@@ -19,7 +19,7 @@ from prepshelf.jobs.batch_lines import RequestLine, read_slice
 from prepshelf.jobs.batch_output import write_parts
 from prepshelf.jobs.batch_state import check_stop
 from prepshelf.jobs.batch_turns import yield_if_others_wait
-from prepshelf.jobs.ingest import WorkerResources
+from prepshelf.jobs.resources import WorkerResources
 from prepshelf.pipeline.embedding_plan import iter_input_vectors
 from prepshelf.pipeline.embedding_request import EmbeddingLimits, EmbeddingRequest, parse_request
 from prepshelf.pipeline.tokenizer import load_tokenizer

@@ -16,7 +16,7 @@ from prepshelf.domain.batches import Batch, BatchJob, SlicePlan, StopReason
 from prepshelf.ids import new_file_id
 from prepshelf.jobs.batch_checks import ValidationReport
 from prepshelf.jobs.batch_output import STOP_ERRORS, output_key
-from prepshelf.jobs.ingest import WorkerResources
+from prepshelf.jobs.resources import WorkerResources
 from prepshelf.jobs.retry import RequeueJob, backoff_delay
 from prepshelf.store import batch_jobs as batch_jobs_db
 from prepshelf.store import batch_slices as slices_db

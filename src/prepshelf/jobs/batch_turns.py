@@ -16,8 +16,8 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from prepshelf.domain.batches import BatchJob
-from prepshelf.jobs.ingest import WorkerResources
 from prepshelf.jobs.queue import BATCH_QUEUE
+from prepshelf.jobs.resources import WorkerResources
 from prepshelf.jobs.retry import RequeueJob
 from prepshelf.store import batch_jobs as batch_jobs_db
 from prepshelf.store import queue_turns

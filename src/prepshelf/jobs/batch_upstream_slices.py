@@ -21,7 +21,7 @@ from prepshelf.jobs.batch_output import write_answer_parts
 from prepshelf.jobs.batch_state import check_stop
 from prepshelf.jobs.batch_turns import yield_if_others_wait
 from prepshelf.jobs.batch_upstream import UpstreamLine, answer_slice
-from prepshelf.jobs.ingest import WorkerResources
+from prepshelf.jobs.resources import WorkerResources
 from prepshelf.store import batch_answers
 from prepshelf.store import batch_slices as slices_db
 from prepshelf.store import jobs as jobs_db

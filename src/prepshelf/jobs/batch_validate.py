@@ -15,7 +15,7 @@ from prepshelf.jobs.batch_checks import ValidationReport, mark_duplicates
 from prepshelf.jobs.batch_input import input_path
 from prepshelf.jobs.batch_lines import LineScanner
 from prepshelf.jobs.batch_slicing import SliceCutter
-from prepshelf.jobs.ingest import WorkerResources
+from prepshelf.jobs.resources import WorkerResources
 from prepshelf.store import batch_slices as slices_db
 from prepshelf.store import jobs as jobs_db
 

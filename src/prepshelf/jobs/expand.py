@@ -16,13 +16,10 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import procrastinate
-
 from prepshelf.domain.archives import outcome_message
 from prepshelf.errors import InvalidFileError
 from prepshelf.ids import new_file_id
 from prepshelf.jobs.enqueue import AttachItem, attach_files
-from prepshelf.jobs.queue import build_app
 from prepshelf.pipeline.archive import (
     ArchiveLimits,
     Expansion,
@@ -37,12 +34,12 @@ from prepshelf.store.archives import ArchiveFile
 from prepshelf.store.blobs import BlobStore
 
 if TYPE_CHECKING:
-    from prepshelf.jobs.ingest import IngestContext, WorkerResources
+    from prepshelf.jobs.ingest_context import IngestContext
+    from prepshelf.jobs.resources import WorkerResources
 
 log = logging.getLogger(__name__)
 
 _COPY_BLOCK = 1024 * 1024
-_apps: dict[str, procrastinate.App] = {}
 
 
 def limits_from(settings: Settings) -> ArchiveLimits:
@@ -156,7 +153,8 @@ async def _attach_members(
 
     Blobs written before a rollback are orphans; the maintenance sweep removes them.
     """
-    app = _app(res.settings)
+    assert res.app is not None, "archives are expanded by a worker, which has a queue"
+    app = res.app
     async with res.pool.connection() as conn, conn.transaction():
         cancel_requested = await jobs_db.lock_cancel_requested(conn, job_id=job["id"])
         vsf = await vector_stores_db.lock_store_file_settings(
@@ -190,12 +188,3 @@ async def _attach_members(
         summary["refused_total"],
     )
     return True
-
-
-def _app(settings: Settings) -> procrastinate.App:
-    """A queue handle for deferring on our own connection (never opened: no pool of its own)."""
-    assert settings.database_url
-    app = _apps.get(settings.database_url)
-    if app is None:
-        app = _apps[settings.database_url] = build_app(settings.database_url, pool_size=1)
-    return app

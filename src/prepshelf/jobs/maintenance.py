@@ -32,7 +32,7 @@ from prepshelf.store import vector_stores as vector_stores_db
 from prepshelf.store.blobs import BlobInfo, BlobStore
 
 if TYPE_CHECKING:
-    from prepshelf.jobs.ingest import WorkerResources
+    from prepshelf.jobs.resources import WorkerResources
 
 log = logging.getLogger(__name__)
 

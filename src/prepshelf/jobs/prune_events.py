@@ -11,7 +11,7 @@ from prepshelf.jobs.queue import MAINTENANCE_QUEUE
 from prepshelf.store.events import prune_events
 
 if TYPE_CHECKING:
-    from prepshelf.jobs.ingest import WorkerResources
+    from prepshelf.jobs.resources import WorkerResources
 
 log = logging.getLogger(__name__)
 

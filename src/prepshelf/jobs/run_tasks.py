@@ -13,7 +13,7 @@ from prepshelf.jobs.runs import EVAL_TASK, RUNS_QUEUE, SYNC_TASK, execute_run
 from prepshelf.jobs.sync import run_sync
 
 if TYPE_CHECKING:
-    from prepshelf.jobs.ingest import WorkerResources
+    from prepshelf.jobs.resources import WorkerResources
 
 
 def register(app: procrastinate.App, res: WorkerResources) -> None:

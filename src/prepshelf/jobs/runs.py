@@ -38,7 +38,7 @@ from prepshelf.store import runs as runs_db
 from prepshelf.store.sources import SourceError
 
 if TYPE_CHECKING:
-    from prepshelf.jobs.ingest import WorkerResources
+    from prepshelf.jobs.resources import WorkerResources
 
 log = logging.getLogger(__name__)
 

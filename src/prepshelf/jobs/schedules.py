@@ -29,7 +29,7 @@ from prepshelf.store import schedules as schedules_db
 from prepshelf.store.db import Pool
 
 if TYPE_CHECKING:
-    from prepshelf.jobs.ingest import WorkerResources
+    from prepshelf.jobs.resources import WorkerResources
 
 log = logging.getLogger(__name__)
 

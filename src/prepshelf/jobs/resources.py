@@ -1,0 +1,36 @@
+"""What every job of a worker process uses, built once when the process starts."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import procrastinate
+
+from prepshelf.jobs.upstreams import UpstreamClients
+from prepshelf.pipeline.embed import Embedder
+from prepshelf.settings import Settings
+from prepshelf.store.blobs import BlobStore
+from prepshelf.store.db import Pool
+
+
+@dataclass
+class WorkerResources:
+    """Built once per worker process at start-up."""
+
+    settings: Settings
+    pool: Pool
+    blobs: BlobStore
+    embedder: Embedder
+    model_dir: Path
+    worker_name: str
+    # One model call at a time per process: with several jobs in flight, the others parse and
+    # write while the model runs, instead of splitting the cores between two model calls.
+    model_lock: contextlib.AbstractContextManager[Any] = field(default_factory=threading.Lock)
+    # Clients of the configured upstreams (chat, completions, transcription); None: none.
+    upstreams: UpstreamClients | None = None
+    # The worker's queue: jobs that queue other jobs (an archive's members) defer through it.
+    app: procrastinate.App | None = None
