@@ -137,7 +137,7 @@ class Settings(BaseSettings):
         default=24 * 3600, gt=0, description="How long the '24h' completion window lasts"
     )
     batch_turn_s: float = Field(
-        default=10.0,
+        default=2.0,
         ge=0,
         description="Fair share: after this long a batch gives its worker to a waiting batch "
         "at its next slice boundary (0 = at every slice)",
@@ -411,6 +411,11 @@ class Settings(BaseSettings):
         gt=0,
         le=10,
         description="How often a request waiting only for a concurrency slot looks again",
+    )
+    transcription_model: str | None = Field(
+        default=None,
+        description="The upstream model that transcribes audio and video added to stores; "
+        "unset = the first configured model serving /v1/audio/transcriptions",
     )
     media_segment_s: float = Field(
         default=300.0,

@@ -18,10 +18,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -29,41 +26,23 @@ import psycopg
 from prepshelf import logs, metrics
 from prepshelf.errors import FileProcessingError, InvalidFileError
 from prepshelf.jobs.expand import expand_archive_job
-from prepshelf.jobs.ocr import OcrCancelled, OcrProgress, ocr_options, requested_languages
+from prepshelf.jobs.ingest_context import IngestContext, load_context
+from prepshelf.jobs.ocr import OcrCancelled, OcrProgress, ocr_options
+from prepshelf.jobs.resources import WorkerResources
 from prepshelf.jobs.retry import RequeueJob, backoff_delay
-from prepshelf.jobs.upstreams import UpstreamClients
+from prepshelf.jobs.transcribe import TranscriptionCancelled, transcribe, transcription_model
 from prepshelf.pipeline.chunk import ChunkingStrategy, chunk_text
 from prepshelf.pipeline.embed import Embedder, embedding_cache_model
 from prepshelf.pipeline.pages import chunk_attributes
-from prepshelf.pipeline.parse import ArchiveFileError
+from prepshelf.pipeline.parse import ArchiveFileError, MediaFileError, ParsedDocument
 from prepshelf.pipeline.sandbox import parse_in_subprocess
 from prepshelf.pipeline.tokenizer import load_tokenizer
-from prepshelf.settings import Settings
+from prepshelf.pipeline.transcript import SegmentTranscript, transcript_chunks
 from prepshelf.store import chunks as chunks_db
 from prepshelf.store import jobs as jobs_db
-from prepshelf.store import vector_stores as vector_stores_db
-from prepshelf.store.blobs import BlobStore
-from prepshelf.store.db import Pool
-from prepshelf.store.vector_stores import IngestSource
+from prepshelf.store import transcripts as transcripts_db
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class WorkerResources:
-    """Built once per worker process at start-up."""
-
-    settings: Settings
-    pool: Pool
-    blobs: BlobStore
-    embedder: Embedder
-    model_dir: Path
-    worker_name: str
-    # One model call at a time per process: with several jobs in flight, the others parse and
-    # write while the model runs, instead of splitting the cores between two model calls.
-    model_lock: contextlib.AbstractContextManager[Any] = field(default_factory=threading.Lock)
-    # Clients of the configured upstreams (chat, completions, transcription); None: none.
-    upstreams: UpstreamClients | None = None
 
 
 class JobCancelled(Exception):
@@ -147,27 +126,10 @@ def _error_body(job: dict[str, Any], err: _StageError, *, transient: bool) -> di
     }
 
 
-@dataclass(frozen=True)
-class IngestContext:
-    """The job's store file as loaded at the start, and the OCR languages it asks for."""
-
-    source: IngestSource
-    ocr_languages: str | None
-
-
-async def _load_context(res: WorkerResources, job: dict[str, Any]) -> IngestContext:
-    async with res.pool.connection() as conn:
-        source = await vector_stores_db.get_ingest_source(
-            conn, store_id=job["vector_store_id"], file_id=job["file_id"], job_id=job["id"]
-        )
-    if source is None:
-        raise JobCancelled("the file left the store")
-    languages = requested_languages(res.settings, source.attributes, source.metadata)
-    return IngestContext(source=source, ocr_languages=languages)
-
-
 async def _ingest(res: WorkerResources, job: dict[str, Any]) -> None:
-    ctx = await _load_context(res, job)
+    ctx = await load_context(res, job)
+    if ctx is None:
+        raise JobCancelled("the file left the store")
     job["filename"] = ctx.source.filename
     store_id, file_id = job["vector_store_id"], job["file_id"]
     if job["stage"] == "members":  # an expanded archive, delivered again: its members settle it
@@ -271,11 +233,19 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
                 on_progress=progress.update,
             )
 
+    doc: ParsedDocument | None = None
+    segments: list[SegmentTranscript] = []
+    model = None
     try:
         async with progress.running():
             doc = await asyncio.to_thread(parse)
     except OcrCancelled as exc:
         raise JobCancelled("cancel requested") from exc
+    except MediaFileError as exc:
+        model = transcription_model(s, res.upstreams)
+        if model is None:  # the message says what to configure
+            raise _StageError(job["stage"], exc) from exc
+        segments = await _transcribe(res, job, ctx, model)
     except Exception as exc:
         raise _StageError(job["stage"], exc) from exc  # "parsing", or "ocr" once pages were read
 
@@ -286,21 +256,22 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
     )
     try:
         tokenizer = load_tokenizer(res.model_dir)
-        pieces = await asyncio.to_thread(chunk_text, doc.text, tokenizer, strategy)
+        if doc is not None:
+            pieces = await asyncio.to_thread(chunk_text, doc.text, tokenizer, strategy)
+            spans = doc.page_spans
+            attributes = [chunk_attributes(spans, p.char_start, p.char_end) for p in pieces]
+        else:
+            timed = await asyncio.to_thread(transcript_chunks, segments, tokenizer, strategy)
+            pieces = [t.chunk for t in timed]
+            attributes = [t.attributes or None for t in timed]
         if not pieces:
-            raise InvalidFileError("no extractable text")
+            raise InvalidFileError("no speech found" if doc is None else "no extractable text")
     except Exception as exc:
         raise _StageError("chunking", exc) from exc
 
     rows = [
-        (
-            p.index,
-            p.text,
-            hashlib.sha256(p.text.encode()).digest(),
-            p.token_count,
-            chunk_attributes(doc.page_spans, p.char_start, p.char_end),
-        )
-        for p in pieces
+        (p.index, p.text, hashlib.sha256(p.text.encode()).digest(), p.token_count, attrs)
+        for p, attrs in zip(pieces, attributes, strict=True)
     ]
     try:
         async with res.pool.connection() as conn, conn.transaction():
@@ -309,9 +280,17 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
             await chunks_db.replace_chunks(
                 conn, store_id=job["vector_store_id"], file_id=job["file_id"], chunks=rows
             )
-            if doc.ocr is not None:
+            if doc is not None and doc.ocr is not None:
                 result = {**doc.ocr.as_result(), "requested_languages": ctx.ocr_languages}
                 await jobs_db.set_result(conn, job_id=job["id"], result={"ocr": result})
+            if doc is None:
+                transcript = {
+                    "model": model,
+                    "segments": len(segments),
+                    "duration_s": round(segments[-1].end_s, 2) if segments else 0.0,
+                }
+                await jobs_db.set_result(conn, job_id=job["id"], result={"transcript": transcript})
+                await transcripts_db.forget_segments(conn, job_id=job["id"])
             await jobs_db.set_stage(
                 conn,
                 job_id=job["id"],
@@ -326,6 +305,26 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
         raise JobCancelled("the file left the store") from exc
     except psycopg.OperationalError as exc:
         raise _StageError("chunking", exc) from exc
+
+
+async def _transcribe(
+    res: WorkerResources, job: dict[str, Any], ctx: IngestContext, model: str
+) -> list[SegmentTranscript]:
+    """A recording's text, segment by segment through the upstream (jobs/transcribe.py)."""
+    job["stage"] = "transcribing"
+    stack = contextlib.ExitStack()
+    try:
+        # The blob itself, or a temporary download from object storage (a blocking copy).
+        path = await asyncio.to_thread(
+            stack.enter_context, res.blobs.local_copy(ctx.source.blob_key)
+        )
+        return await transcribe(res, job["id"], path, model)
+    except TranscriptionCancelled as exc:
+        raise JobCancelled("cancel requested") from exc
+    except Exception as exc:
+        raise _StageError("transcribing", exc) from exc
+    finally:
+        await asyncio.to_thread(stack.close)
 
 
 async def _embed_all(res: WorkerResources, job: dict[str, Any], model: str) -> None:

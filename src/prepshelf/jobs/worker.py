@@ -20,7 +20,7 @@ import procrastinate
 import psycopg
 
 from prepshelf.jobs import batch_embed, maintenance, prune_events, run_tasks
-from prepshelf.jobs.ingest import WorkerResources, run_ingest
+from prepshelf.jobs.ingest import run_ingest
 from prepshelf.jobs.process_heartbeat import process_heartbeat
 from prepshelf.jobs.queue import (
     BATCH_QUEUE,
@@ -29,6 +29,7 @@ from prepshelf.jobs.queue import (
     MAINTENANCE_QUEUE,
     build_app,
 )
+from prepshelf.jobs.resources import WorkerResources
 from prepshelf.jobs.retry import RequeueStrategy
 from prepshelf.jobs.runs import RUNS_QUEUE
 from prepshelf.jobs.sweeper import sweep
@@ -93,6 +94,12 @@ async def run_worker(settings: Settings) -> None:
         if upstream_config.upstreams
         else None
     )
+    app = build_app(
+        settings.database_url,
+        update_heartbeat_interval=settings.heartbeat_interval_s,
+        stalled_worker_timeout=settings.stall_timeout_s,
+        shutdown_graceful_timeout=settings.shutdown_grace_s,
+    )
     res = WorkerResources(
         settings=settings,
         pool=pool,
@@ -103,12 +110,7 @@ async def run_worker(settings: Settings) -> None:
         # A remote vendor takes calls from several jobs at once; a local model is one CPU.
         model_lock=threading.Lock() if settings.embedder == "local" else contextlib.nullcontext(),
         upstreams=upstreams,
-    )
-    app = build_app(
-        settings.database_url,
-        update_heartbeat_interval=settings.heartbeat_interval_s,
-        stalled_worker_timeout=settings.stall_timeout_s,
-        shutdown_graceful_timeout=settings.shutdown_grace_s,
+        app=app,
     )
     _register_tasks(app, res)
     try:

@@ -1,6 +1,8 @@
-"""A worker SIGKILLed while a chat batch's requests are in flight at the upstream: another
-worker finishes the batch, the output holds every custom_id exactly once, and only the
-requests that were in flight at the kill were ever sent twice."""
+"""Workers SIGKILLed while their requests are in flight at an upstream.
+
+A chat batch: another worker finishes it, the output holds every custom_id exactly once, and
+only the requests in flight at the kill were ever sent twice. A recording being transcribed:
+another worker resumes at its first segment without an answer."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pytest
 
 from faults.helpers import job, kill9, wait_job, worker_of
 from support.fake_upstream import FakeUpstream, max_in_flight
+from support.media import recording, transcription_config
 from support.service import Service
 from support.upstream_batches import chat_line, create, lines_of, sends, upstream_config, wait
 
@@ -22,7 +25,7 @@ LINES = 60
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeUpstream]:
-    with FakeUpstream(models=["llama-fake"]) as upstream:
+    with FakeUpstream(models=["llama-fake", "whisper-fake"]) as upstream:
         yield upstream
 
 
@@ -31,6 +34,7 @@ def svc(
     database_url: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     config = upstream_config(fake.url, rpm=6000, max_concurrent=MAX_CONCURRENT)
+    config["upstreams"].update(transcription_config(fake.url)["upstreams"])
     service = Service(
         database_url,
         Path(tmp_path_factory.mktemp("upstream-kill")),
@@ -42,6 +46,7 @@ def svc(
             "PREPSHELF_STALL_TIMEOUT_S": "6",
             "PREPSHELF_HEARTBEAT_INTERVAL_S": "1",
             "PREPSHELF_SWEEP_INTERVAL_S": "2",
+            "PREPSHELF_MEDIA_SEGMENT_S": "10",
         },
     )
     try:
@@ -75,3 +80,36 @@ def test_kill_9_mid_slice_loses_and_duplicates_no_line(svc: Service, fake: FakeU
     assert max_in_flight(fake.records()) <= MAX_CONCURRENT
     row = job(svc, batch.job_id)
     assert row["attempts"] == 2 and "worker lost" in str(row["attempt_log"])
+
+
+def test_kill_9_mid_recording_resumes_at_the_next_segment(
+    svc: Service, fake: FakeUpstream, tmp_path: Path
+) -> None:
+    fake.reset()
+    fake.delay_s = 1.0
+    audio = recording(tmp_path / "meeting.mp3", 60)  # six segments of 10 s
+    client = svc.openai()
+    store = client.vector_stores.create(name="meetings")
+    uploaded = client.files.create(file=("meeting.mp3", audio), purpose="assistants")
+    vsf = client.vector_stores.files.create(vector_store_id=store.id, file_id=uploaded.id)
+    with svc.db() as db:
+        (row,) = db.execute(
+            "SELECT id FROM jobs WHERE vector_store_id = %s AND file_id = %s",
+            [store.id, uploaded.id],
+        ).fetchall()
+    running = wait_job(
+        svc,
+        row["id"],
+        until=lambda j: j["stage"] == "transcribing" and j["progress_done"] >= 2,
+        timeout_s=120,
+    )
+    kill9(worker_of(svc, running))
+    svc.start_worker()
+    final = wait_job(svc, row["id"], until=lambda j: j["status"] in ("succeeded", "failed"))
+    assert final["status"] == "succeeded", (final, svc.logs())
+    assert final["result"]["transcript"]["segments"] == 6
+    calls = [r for r in fake.records() if r.path == "/v1/audio/transcriptions"]
+    assert 6 <= len(calls) <= 6 + 1  # at most the segment in flight at the kill, twice
+    assert client.vector_stores.files.retrieve(vsf.id, vector_store_id=store.id).status == (
+        "completed"
+    )
