@@ -13,8 +13,11 @@ from prepshelf.ids import new_job_id
 from prepshelf.jobs.queue import defer_ingest_jobs
 from prepshelf.store import files as files_db
 from prepshelf.store import jobs as jobs_db
+from prepshelf.store import queue_turns
 from prepshelf.store import vector_stores as vector_stores_db
 from prepshelf.store.vector_stores import NewStoreFile
+
+INGEST_KIND = "ingest_file"  # jobs.kind of a store file's ingest job
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,10 @@ async def attach_files(
     if not run:
         return
     job_ids = {fid: new_job_id() for fid in run}
+    # Fair share: the new jobs queue behind this project's own waiting jobs only.
+    ahead = await queue_turns.unfinished_jobs(
+        conn, project_id=project_id, kind=INGEST_KIND, excluding=[]
+    )
     await jobs_db.insert_ingest_jobs(
         conn,
         project_id=project_id,
@@ -81,6 +88,7 @@ async def attach_files(
         ],
     )
     queue_ids = await defer_ingest_jobs(app, conn, [job_ids[fid] for fid in run])
+    await queue_turns.place_in_line(conn, queue_job_ids=queue_ids, ahead=ahead)
     await jobs_db.set_queue_job_ids(
         conn, list(zip([job_ids[f] for f in run], queue_ids, strict=True))
     )

@@ -19,6 +19,7 @@ from prepshelf.settings import Settings
 from prepshelf.store import archives as archives_db
 from prepshelf.store import batches as batches_db
 from prepshelf.store import jobs as jobs_db
+from prepshelf.store import queue_turns
 from prepshelf.store.db import Pool
 from prepshelf.store.jobs import SweptJob
 
@@ -74,6 +75,8 @@ async def sweep(app: procrastinate.App, pool: Pool, settings: Settings) -> dict[
             orphans += 1
     async with pool.connection() as conn:
         await archives_db.settle_waiting_archives(conn)  # safety net; members settle them
+        # Fair share: a project's waiting ingest jobs keep their order, renumbered from 0.
+        await queue_turns.rerank_waiting(conn, queue=INGEST_QUEUE)
     if requeued or failed or orphans:
         log.warning("sweeper: requeued %d, failed %d, orphans %d", requeued, failed, orphans)
     return {"requeued": requeued, "failed": failed, "orphans": orphans}

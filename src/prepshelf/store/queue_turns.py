@@ -39,3 +39,31 @@ async def unfinished_jobs(
         )
     ).fetchone()
     return int(row["n"]) if row else 0
+
+
+async def place_in_line(
+    conn: AsyncConnection[Any], *, queue_job_ids: list[int], ahead: int
+) -> None:
+    """Give new queue jobs of one project the priorities -ahead, -ahead-1, … in that order."""
+    await conn.execute(
+        """UPDATE procrastinate_jobs AS pj SET priority = -(%s + t.ord - 1)
+           FROM unnest(%s::bigint[]) WITH ORDINALITY AS t(id, ord) WHERE pj.id = t.id""",
+        [ahead, queue_job_ids],
+    )
+
+
+async def rerank_waiting(conn: AsyncConnection[Any], *, queue: str) -> int:
+    """Renumber the waiting jobs of `queue` per project (0, -1, -2, … in their order), so a
+    project's priority says how many of its own jobs are still ahead, not how many were when
+    it was queued; returns how many changed."""
+    cur = await conn.execute(
+        """UPDATE procrastinate_jobs AS pj SET priority = r.rank
+           FROM (SELECT q.id,
+                        1 - row_number() OVER (PARTITION BY j.project_id
+                                               ORDER BY q.priority DESC, q.id) AS rank
+                 FROM procrastinate_jobs q JOIN jobs j ON j.queue_job_id = q.id
+                 WHERE q.queue_name = %s AND q.status = 'todo') AS r
+           WHERE pj.id = r.id AND pj.priority <> r.rank""",
+        [queue],
+    )
+    return cur.rowcount
