@@ -19,7 +19,8 @@ parallel on the worker, so the sums exceed the wall time.
 
 Run: `python bench/small_files.py` (full size: tens of minutes on a 2-core laptop);
 `python bench/small_files.py --files 1000 --pages-files 100 --lines 10000` for a smaller run;
-`--skip-batches` / `--skip-files`; `--workers N`; `--json OUT` writes every figure. The
+`--skip-batches` / `--skip-files`; `--workers N`; `--env PREPSHELF_X=value` (e.g. the
+settings of an earlier version, for a before/after); `--json OUT` writes every figure. The
 machine's other load shows up in both sides alike; read the ratios, not the seconds.
 Targets (issue #18): 10,000 one-paragraph files within 1.5x the raw model's time.
 """
@@ -239,6 +240,9 @@ def main() -> None:
     parser.add_argument("--skip-files", action="store_true")
     parser.add_argument("--skip-batches", action="store_true")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument(
+        "--env", action="append", default=[], help="PREPSHELF_X=value for the service"
+    )
     args = parser.parse_args()
 
     small = make_texts(args.files, 70, 1, seed=1)
@@ -254,7 +258,10 @@ def main() -> None:
             pg.new_database(),
             Path(tmp) / "svc",
             workers=args.workers,
-            extra_env={"PREPSHELF_TORCH_THREADS": str(threads)},
+            extra_env={
+                "PREPSHELF_TORCH_THREADS": str(threads),
+                **dict(e.split("=", 1) for e in args.env),
+            },
         )
         try:
             svc.start()

@@ -180,9 +180,18 @@ class Settings(BaseSettings):
     )
     # --- ingest throughput ---
     ingest_concurrency: int = Field(
-        default=2,
+        default=8,
         ge=1,
-        description="Files one worker process works on at once (parse overlaps embed)",
+        description="Files one worker process works on at once: while one is in the model, "
+        "others parse, write, or wait to share its next call (small files share batches)",
+    )
+    parse_concurrency: int = Field(
+        default=2, ge=1, description="Files one worker process parses at once (memory bound)"
+    )
+    embed_call_max_texts: int = Field(
+        default=256,
+        gt=0,
+        description="Texts one local-model call takes from the jobs waiting for it",
     )
     embed_checkpoint_rows: int = Field(
         default=128, gt=0, description="Chunks embedded and written per checkpoint"

@@ -13,11 +13,12 @@ import psycopg
 from psycopg import AsyncConnection
 
 from prepshelf.domain.batches import Batch, BatchJob, SlicePlan, StopReason
+from prepshelf.domain.job_errors import gave_up
 from prepshelf.ids import new_file_id
 from prepshelf.jobs.batch_checks import ValidationReport
 from prepshelf.jobs.batch_output import STOP_ERRORS, output_key
+from prepshelf.jobs.failures import retry_if_transient
 from prepshelf.jobs.resources import WorkerResources
-from prepshelf.jobs.retry import RequeueJob, backoff_delay
 from prepshelf.store import batch_jobs as batch_jobs_db
 from prepshelf.store import batch_slices as slices_db
 from prepshelf.store import batches as batches_db
@@ -85,13 +86,9 @@ async def fail(res: WorkerResources, job: BatchJob, batch: Batch, exc: Exception
     """A fault in the task: retry a transient one later (progress kept), else fail the batch."""
     transient = isinstance(exc, psycopg.OperationalError)
     message = f"{type(exc).__name__}: {exc}"
-    if transient and job.attempts < res.settings.max_attempts:
-        delay = backoff_delay(
-            job.attempts,
-            base_s=res.settings.retry_base_delay_s,
-            max_s=res.settings.retry_max_delay_s,
-        )
-        log.warning("batch %s: transient fault, retrying in %.1f s: %s", batch.id, delay, exc)
+
+    async def release() -> None:
+        log.warning("batch %s: transient fault, retrying: %s", batch.id, exc)
         async with res.pool.connection() as conn:
             await batch_jobs_db.release(
                 conn,
@@ -99,9 +96,13 @@ async def fail(res: WorkerResources, job: BatchJob, batch: Batch, exc: Exception
                 reason="retry scheduled",
                 error={"code": "server_error", "message": message},
             )
-        raise RequeueJob(message, delay) from exc
+
+    await retry_if_transient(
+        res.settings, attempts=job.attempts, transient=transient, message=message, release=release
+    )
     log.exception("batch %s failed", batch.id)
-    error = {"code": "server_error", "message": f"batch {batch.id}: {message}"}
+    reason = gave_up(message, job.attempts) if transient else message
+    error = {"code": "server_error", "message": f"batch {batch.id}: {reason}"}
     async with res.pool.connection() as conn, conn.transaction():
         await batches_db.set_status(
             conn,

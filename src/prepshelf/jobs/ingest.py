@@ -24,12 +24,14 @@ from typing import Any
 import psycopg
 
 from prepshelf import logs, metrics
+from prepshelf.domain.job_errors import gave_up, job_error_message
 from prepshelf.errors import FileProcessingError, InvalidFileError
 from prepshelf.jobs.expand import expand_archive_job
+from prepshelf.jobs.failures import is_transient, retry_if_transient
 from prepshelf.jobs.ingest_context import IngestContext, load_context
 from prepshelf.jobs.ocr import OcrCancelled, OcrProgress, ocr_options
 from prepshelf.jobs.resources import WorkerResources
-from prepshelf.jobs.retry import RequeueJob, backoff_delay
+from prepshelf.jobs.retry import RequeueJob
 from prepshelf.jobs.transcribe import TranscriptionCancelled, transcribe, transcription_model
 from prepshelf.pipeline.chunk import ChunkingStrategy, chunk_text
 from prepshelf.pipeline.embed import Embedder, embedding_cache_model
@@ -82,25 +84,24 @@ async def run_ingest(res: WorkerResources, job_id: str) -> None:
 
 async def _handle_failure(res: WorkerResources, job: dict[str, Any], err: _StageError) -> None:
     cause = err.cause
-    transient = isinstance(cause, psycopg.OperationalError) or (
-        isinstance(cause, FileProcessingError) and cause.retryable
-    )
+    transient = is_transient(cause)
     error = _error_body(job, err, transient=transient)
-    if transient and job["attempts"] < res.settings.max_attempts:
-        delay = backoff_delay(
-            job["attempts"],
-            base_s=res.settings.retry_base_delay_s,
-            max_s=res.settings.retry_max_delay_s,
-            retry_after_s=getattr(cause, "retry_after_s", None),
-        )
-        log.warning(
-            "job %s: transient fault, retrying in %.1f s: %s", job["id"], delay, error["message"]
-        )
+
+    async def release() -> None:
+        log.warning("job %s: transient fault, retrying: %s", job["id"], error["message"])
         async with res.pool.connection() as conn:
             await jobs_db.release_job(conn, job=job, reason="retry scheduled", error=error)
-        raise RequeueJob(error["message"], delay)
+
+    await retry_if_transient(
+        res.settings,
+        attempts=job["attempts"],
+        transient=transient,
+        message=error["message"],
+        release=release,
+        retry_after_s=getattr(cause, "retry_after_s", None),
+    )
     if transient:
-        error["message"] += f" (gave up after {job['attempts']} attempts)"
+        error["message"] = gave_up(error["message"], job["attempts"])
     log.error("job %s failed: %s", job["id"], error["message"])
     async with res.pool.connection() as conn:
         await jobs_db.finish_failed(conn, job=job, error=error)
@@ -116,10 +117,9 @@ def _error_body(job: dict[str, Any], err: _StageError, *, transient: bool) -> di
     else:
         code, reason = "server_error", f"internal error: {type(cause).__name__}: {cause}"
     filename = job.get("filename") or job.get("file_id")
-    where = "".join(f", {k} {v}" for k, v in err.where.items())
     return {
         "code": code,
-        "message": f"{filename}: {err.stage}{where}: {reason}",
+        "message": job_error_message(str(filename), err.stage, reason, **err.where),
         "stage": err.stage,
         "file_id": job.get("file_id"),
         **err.where,
@@ -237,7 +237,7 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
     segments: list[SegmentTranscript] = []
     model = None
     try:
-        async with progress.running():
+        async with res.parse_slots, progress.running():
             doc = await asyncio.to_thread(parse)
     except OcrCancelled as exc:
         raise JobCancelled("cancel requested") from exc
@@ -378,9 +378,12 @@ async def _embed_batch(
         computed: dict[bytes, Any] = {}
         timings: dict[str, float] = {}
         if missing:
-            vectors, report, timings = await asyncio.to_thread(
-                _embed_with_report, res, [r["text"] for r in missing]
-            )
+            texts = [r["text"] for r in missing]
+            if res.model_queue is not None:  # local model: calls shared with other jobs
+                report = None
+                vectors, timings = await res.model_queue.embed(texts)
+            else:
+                vectors, report, timings = await asyncio.to_thread(_embed_with_report, res, texts)
             computed = {bytes(r["text_sha256"]): v for r, v in zip(missing, vectors, strict=True)}
             if report is not None and report.retries:
                 async with res.pool.connection() as conn:

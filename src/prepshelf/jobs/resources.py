@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 
 import procrastinate
 
+from prepshelf.jobs.model_queue import ModelQueue
 from prepshelf.jobs.upstreams import UpstreamClients
 from prepshelf.pipeline.embed import Embedder
 from prepshelf.settings import Settings
@@ -32,5 +34,11 @@ class WorkerResources:
     model_lock: contextlib.AbstractContextManager[Any] = field(default_factory=threading.Lock)
     # Clients of the configured upstreams (chat, completions, transcription); None: none.
     upstreams: UpstreamClients | None = None
+    # The local model's calls, shared by the jobs in flight (jobs/model_queue.py); None for
+    # a remote embedder, which takes several calls at once.
+    model_queue: ModelQueue | None = None
+    # Files parsed at once (a parse may use much memory); more jobs than this can be in
+    # flight, embedding and writing while others parse.
+    parse_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
     # The worker's queue: jobs that queue other jobs (an archive's members) defer through it.
     app: procrastinate.App | None = None

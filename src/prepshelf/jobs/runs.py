@@ -26,11 +26,13 @@ import psycopg
 from psycopg import AsyncConnection
 
 from prepshelf import logs, metrics
+from prepshelf.domain.job_errors import gave_up, job_error_message
 from prepshelf.domain.runs import RunJob
 from prepshelf.domain.schedules import EvalRunParams, SyncParams
 from prepshelf.errors import FileProcessingError
 from prepshelf.ids import new_eval_run_id, new_job_id
-from prepshelf.jobs.retry import RequeueJob, backoff_delay
+from prepshelf.jobs.failures import retry_if_transient
+from prepshelf.jobs.retry import RequeueJob
 from prepshelf.store import eval_runs as eval_runs_db
 from prepshelf.store import evals as evals_db
 from prepshelf.store import jobs as jobs_db
@@ -220,19 +222,24 @@ async def _fail(ctx: RunContext, exc: Exception) -> None:
     stage = ctx.stage or "starting"
     error = {
         "code": "server_error",
-        "message": f"{job.kind} {target}: {stage}: {reason}",
+        "message": job_error_message(f"{job.kind} {target}", stage, reason),
         "stage": stage,
     }
-    if _transient(exc) and job.attempts < settings.max_attempts:
-        delay = backoff_delay(
-            job.attempts, base_s=settings.retry_base_delay_s, max_s=settings.retry_max_delay_s
-        )
-        log.warning("run %s: transient fault, retrying in %.1f s: %s", job.id, delay, reason)
+
+    async def release() -> None:
+        log.warning("run %s: transient fault, retrying: %s", job.id, reason)
         async with ctx.res.pool.connection() as conn:
             await runs_db.release(conn, job=job, reason="retry scheduled", error=error)
-        raise RequeueJob(error["message"], delay)
+
+    await retry_if_transient(
+        settings,
+        attempts=job.attempts,
+        transient=_transient(exc),
+        message=error["message"],
+        release=release,
+    )
     if _transient(exc):
-        error["message"] += f" (gave up after {job.attempts} attempts)"
+        error["message"] = gave_up(error["message"], job.attempts)
     if not isinstance(exc, RunFailed | SourceError):
         log.exception("run %s failed: %s", job.id, error["message"])
     else:

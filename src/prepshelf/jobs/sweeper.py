@@ -13,6 +13,7 @@ from typing import Any, cast
 import procrastinate
 from procrastinate.jobs import Status
 
+from prepshelf.domain.job_errors import job_error_message
 from prepshelf.jobs.queue import BATCH_QUEUE, INGEST_QUEUE
 from prepshelf.jobs.runs import RUNS_QUEUE
 from prepshelf.settings import Settings
@@ -63,8 +64,11 @@ async def sweep(app: procrastinate.App, pool: Pool, settings: Settings) -> dict[
                 job=job,
                 error={
                     "code": "server_error",
-                    "message": f"{job.filename or job.file_id}: {job.stage or 'queued'}: "
-                    f"processing ended unexpectedly (queue message {job.queue_status})",
+                    "message": job_error_message(
+                        str(job.filename or job.file_id),
+                        job.stage or "queued",
+                        f"processing ended unexpectedly (queue message {job.queue_status})",
+                    ),
                     "stage": job.stage,
                     "file_id": job.file_id,
                 },
@@ -86,10 +90,11 @@ def _died_error(job: SweptJob) -> dict[str, Any]:
     stage = job.stage or "starting"
     return {
         "code": "server_error",
-        "message": (
-            f"{job.filename or job.file_id or job.kind}: {stage}: the worker "
-            f"processing it stopped {job.attempts} times (killed, out of memory or "
-            "crashed); giving up"
+        "message": job_error_message(
+            job.filename or job.file_id or job.kind,
+            stage,
+            f"the worker processing it stopped {job.attempts} times (killed, out of memory "
+            "or crashed); giving up",
         ),
         "stage": stage,
         "file_id": job.file_id,

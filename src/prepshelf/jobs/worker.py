@@ -15,12 +15,14 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import procrastinate
 import psycopg
 
 from prepshelf.jobs import batch_embed, maintenance, prune_events, run_tasks
 from prepshelf.jobs.ingest import run_ingest
+from prepshelf.jobs.model_queue import ModelQueue
 from prepshelf.jobs.process_heartbeat import process_heartbeat
 from prepshelf.jobs.queue import (
     BATCH_QUEUE,
@@ -85,8 +87,12 @@ async def run_worker(settings: Settings) -> None:
     load_tokenizer(Path(model_dir))
     upstream_config = load_upstreams(settings)
     # An upstream batch slice records answers and asks the shared limits concurrently.
+    # Jobs in flight each write now and then; an upstream batch slice records answers and
+    # asks the shared limits concurrently.
     pool = await open_pool(
-        settings.database_url, min_size=1, max_size=8 if upstream_config.upstreams else 4
+        settings.database_url,
+        min_size=1,
+        max_size=max(8 if upstream_config.upstreams else 4, settings.ingest_concurrency + 2),
     )
     worker_name = f"{socket.gethostname()}:{os.getpid()}"
     upstreams = (
@@ -100,17 +106,29 @@ async def run_worker(settings: Settings) -> None:
         stalled_worker_timeout=settings.stall_timeout_s,
         shutdown_graceful_timeout=settings.shutdown_grace_s,
     )
+    instrumented = instrument_embedder(embedder)  # counts calls, errors, time
+    # A remote vendor takes calls from several jobs at once; a local model is one CPU, and
+    # the jobs in flight share its calls.
+    local = settings.embedder == "local"
+    model_lock: contextlib.AbstractContextManager[Any] = (
+        threading.Lock() if local else contextlib.nullcontext()
+    )
     res = WorkerResources(
         settings=settings,
         pool=pool,
         blobs=build_blob_store(settings),
-        embedder=instrument_embedder(embedder),  # counts calls, errors, time
+        embedder=instrumented,
         model_dir=Path(model_dir),
         worker_name=worker_name,
-        # A remote vendor takes calls from several jobs at once; a local model is one CPU.
-        model_lock=threading.Lock() if settings.embedder == "local" else contextlib.nullcontext(),
+        model_lock=model_lock,
         upstreams=upstreams,
         app=app,
+        model_queue=(
+            ModelQueue(instrumented, max_texts=settings.embed_call_max_texts, lock=model_lock)
+            if local
+            else None
+        ),
+        parse_slots=asyncio.Semaphore(settings.parse_concurrency),
     )
     _register_tasks(app, res)
     try:

@@ -1,0 +1,95 @@
+"""One local-model call at a time per worker process, each carrying every waiting job's texts.
+
+A file of one paragraph is one chunk: embedded alone, the model runs a batch of one, and
+most of its time is per-call overhead (tokenizer, tensors, threads) rather than arithmetic.
+Jobs in flight therefore hand their texts to this queue instead of calling the model: while
+a call runs, the texts of the jobs that ask meanwhile wait, and the next call takes them all
+(up to `max_texts`), so many small files share model batches as one large file's chunks do.
+A job alone waits for nothing: its call starts at once.
+
+Each caller gets its own vectors, in its order, and the model time its texts cost (their
+share of the call); an error in a call is raised to every job whose texts were in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from prepshelf.pipeline.embed import Embedder
+
+
+@dataclass
+class _Ask:
+    texts: Sequence[str]
+    asked: float
+    done: asyncio.Future[tuple[np.ndarray, dict[str, float]]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class ModelQueue:
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        max_texts: int,
+        lock: contextlib.AbstractContextManager[Any] | None = None,
+    ) -> None:
+        self._embedder = embedder
+        self._max_texts = max(1, max_texts)
+        self._lock = lock if lock is not None else contextlib.nullcontext()
+        self._waiting: list[_Ask] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self.calls = 0  # model calls made (for tests and benchmarks)
+
+    async def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, float]]:
+        """The texts' vectors and timings: `embedding.wait` (queued behind other calls) and
+        `embedding.model` (this caller's share of the model's time)."""
+        ask = _Ask(texts, time.perf_counter())
+        self._waiting.append(ask)
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await asyncio.shield(ask.done)  # a cancelled job leaves the call to the others
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            taken: list[_Ask] = []
+            count = 0
+            while self._waiting and (
+                not taken or count + len(self._waiting[0].texts) <= self._max_texts
+            ):
+                ask = self._waiting.pop(0)
+                taken.append(ask)
+                count += len(ask.texts)
+            texts = [t for ask in taken for t in ask.texts]
+            started = time.perf_counter()
+            try:
+                vectors = await asyncio.to_thread(self._call, texts)
+            except Exception as exc:  # every job in the call sees the model's error
+                for ask in taken:
+                    if not ask.done.done():
+                        ask.done.set_exception(exc)
+                continue
+            spent = time.perf_counter() - started
+            at = 0
+            for ask in taken:
+                n = len(ask.texts)
+                timings = {
+                    "embedding.model": spent * n / max(1, len(texts)),
+                    "embedding.wait": started - ask.asked,
+                }
+                if not ask.done.done():
+                    ask.done.set_result((vectors[at : at + n], timings))
+                at += n
+
+    def _call(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            self.calls += 1
+            return np.asarray(self._embedder.embed(texts))
