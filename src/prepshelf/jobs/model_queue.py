@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,8 @@ class ModelQueue:
         self._lock = lock if lock is not None else contextlib.nullcontext()
         self._waiting: list[_Ask] = []
         self._drainer: asyncio.Task[None] | None = None
+        # Its own thread: a model call never waits for a free thread behind parses and writes.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self.calls = 0  # model calls made (for tests and benchmarks)
 
     async def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, float]]:
@@ -71,7 +74,8 @@ class ModelQueue:
             texts = [t for ask in taken for t in ask.texts]
             started = time.perf_counter()
             try:
-                vectors = await asyncio.to_thread(self._call, texts)
+                loop = asyncio.get_running_loop()
+                vectors = await loop.run_in_executor(self._thread, self._call, texts)
             except Exception as exc:  # every job in the call sees the model's error
                 for ask in taken:
                     if not ask.done.done():
