@@ -123,7 +123,7 @@ async def _attach(queue: procrastinate.App, pool: Pool, store_id: str, file_ids:
     items = [AttachItem(file_id=f, attributes={}, chunking_strategy=strategy) for f in file_ids]
     async with pool.connection() as conn, conn.transaction():
         await attach_files(
-            queue, conn, project_id=PROJECT, store_id=store_id, items=items, batch_id=None
+            queue, conn, project_id=PROJECT, store_id=store_id, items=items, file_batch_id=None
         )
 
 

@@ -109,7 +109,7 @@ def job_figures(svc: Service, batch_id: str, since: float) -> dict[str, Any]:
             """SELECT status, stage_durations, progress_total,
                       extract(epoch FROM started_at - created_at) AS wait_s,
                       extract(epoch FROM finished_at) AS finished
-               FROM jobs WHERE batch_id = %s""",
+               FROM jobs WHERE file_batch_id = %s""",
             [batch_id],
         ).fetchall()
     stages: dict[str, float] = {}

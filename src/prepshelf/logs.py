@@ -20,7 +20,7 @@ from contextvars import ContextVar
 from typing import Any
 
 # Record attribute names, in the order they are printed.
-FIELDS = ("request_id", "job_id", "file_id", "vector_store_id", "batch_id")
+FIELDS = ("request_id", "job_id", "file_id", "vector_store_id", "file_batch_id", "batch_id")
 _VARS: dict[str, ContextVar[str | None]] = {
     name: ContextVar(f"prepshelf_{name}", default=None) for name in FIELDS
 }
@@ -47,6 +47,7 @@ def bind_job(job: dict[str, Any]) -> None:
         job_id=job.get("id"),
         file_id=job.get("file_id"),
         vector_store_id=job.get("vector_store_id"),
+        file_batch_id=job.get("file_batch_id"),
         batch_id=job.get("batch_id"),
     )
 

@@ -95,7 +95,7 @@ def test_dashboard_watches_a_batch_and_retries_a_failure(service: Service, page:
         job = http.get(f"/v1/jobs/{new_job}").json()
         batch_after = http.get(f"/v1/vector_stores/{store.id}/file_batches/{batch.id}").json()
     assert after["job_id"] == new_job != old_job
-    assert job["status"] == "failed" and job["batch_id"] == batch.id
+    assert job["status"] == "failed" and job["file_batch_id"] == batch.id
     assert batch_after["file_counts"] == {
         "in_progress": 0,
         "completed": len(GOOD),

@@ -259,7 +259,7 @@ def test_unchanged_file_is_never_embedded_twice(svc: Service, store: str) -> Non
         assert row["embeddings_computed"] == 0
         assert row["embeddings_cached"] == first["progress_total"]
         # Same bytes, chunking and model: the chunks were copied in one step, not parsed.
-        assert row["batches_reused"] == 1 and row["batches_embedded"] == 0
+        assert row["checkpoints_reused"] == 1 and row["checkpoints_embedded"] == 0
         assert "parsing" not in row["stage_durations"]
 
 
@@ -334,8 +334,8 @@ def test_kill9_resumes_at_the_first_unembedded_batch(
     assert done["status"] == "succeeded" and done["attempts"] == 2
     assert total >= 30 * BATCH
     assert "released: worker lost (no heartbeat)" in _outcomes(done)
-    # Each batch embedded once over both attempts; no chunk computed twice.
-    assert done["batches_embedded"] == math.ceil(total / BATCH)
+    # Each checkpoint embedded once over both attempts; no chunk computed twice.
+    assert done["checkpoints_embedded"] == math.ceil(total / BATCH)
     assert done["embeddings_computed"] == total
     with svc.db() as db:
         n = db.execute(

@@ -132,7 +132,12 @@ def test_batch_end_to_end(service: Service) -> None:
         job = http.get(f"/v1/jobs/{extra['job_id']}").json()
     assert job["kind"] == "embed_batch" and job["status"] == "succeeded"
     assert job["progress"] == {"done": 603, "total": 603, "unit": "lines"}
-    assert job["batch_id"] == batch.id
+    assert (job["batch_id"], job["file_batch_id"]) == (batch.id, None)
+    assert job["links"]["batch"] == f"/v1/batches/{batch.id}"
+    with service.http() as http:
+        found = http.get("/v1/jobs", params={"batch_id": batch.id}).json()["data"]
+        assert [j["id"] for j in found] == [job["id"]]
+        assert http.get("/v1/jobs", params={"file_batch_id": batch.id}).json()["data"] == []
 
 
 def test_batch_lines_follow_the_short_paths_rules(service: Service) -> None:

@@ -163,6 +163,8 @@ def test_batch_stream_ends_when_batch_is_done(service: Service) -> None:
         if frame.data["status"] in FINAL:
             final[frame.data["file_id"]] = frame.data
     assert set(final) == {*good, bad}
+    # Each event names its job's parent by kind: the file batch, and no /v1/batches batch.
+    assert all((f["file_batch_id"], f["batch_id"]) == (batch["id"], None) for f in final.values())
     assert all(final[f]["status"] == "succeeded" for f in good)
     failure = final[bad]
     assert failure["status"] == "failed"
@@ -247,7 +249,8 @@ def test_jobs_api_filters_and_links(service: Service) -> None:
         assert http.get(links["file"]).json()["id"] == file_id
         assert http.get(links["vector_store"]).json()["id"] == store_id
         assert http.get(links["vector_store_file"]).json()["job_id"] == job_id
-        assert links["batch"] is None
+        assert links["batch"] is None and links["file_batch"] is None
+        assert (job["file_batch_id"], job["batch_id"]) == (None, None)
         assert job["stage_durations"].keys() >= {"parsing", "embedding"}
         assert job["attempt_log"][-1]["outcome"] == "succeeded"
         listed = http.get(

@@ -197,7 +197,8 @@ def test_audit_records_mutating_calls_only(svc: Service, batch: dict[str, Any]) 
 def test_worker_logs_are_json_lines_with_job_ids(svc: Service, batch: dict[str, Any]) -> None:
     with svc.db() as db:
         failed = db.execute(
-            "SELECT * FROM jobs WHERE batch_id = %s AND status = 'failed'", [batch["batch"]["id"]]
+            "SELECT * FROM jobs WHERE file_batch_id = %s AND status = 'failed'",
+            [batch["batch"]["id"]],
         ).fetchone()
     assert failed is not None
     records = []
@@ -211,7 +212,7 @@ def test_worker_logs_are_json_lines_with_job_ids(svc: Service, batch: dict[str, 
     line = next(r for r in mine if r["level"] == "ERROR")
     assert line["file_id"] == failed["file_id"]
     assert line["vector_store_id"] == batch["store"]["id"]
-    assert line["batch_id"] == batch["batch"]["id"]
+    assert line["file_batch_id"] == batch["batch"]["id"]
     # Quiet: procrastinate's per-job INFO chatter is gone at the default level.
     assert not any(
         r["logger"].startswith("procrastinate") and r["level"] == "INFO" for r in records

@@ -167,7 +167,7 @@ def test_restart_mid_batch_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         # Resume, not restart: no chunk was embedded (or counted) twice.
         for job in jobs:
             assert job["embeddings_computed"] + job["embeddings_cached"] == job["progress_total"]
-            assert job["batches_embedded"] + job["batches_reused"] == math.ceil(
+            assert job["checkpoints_embedded"] + job["checkpoints_reused"] == math.ceil(
                 job["progress_total"] / CHECKPOINT_ROWS
             )
         released = [j for j in jobs if any("released" in a["outcome"] for a in j["attempt_log"])]

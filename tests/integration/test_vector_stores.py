@@ -292,6 +292,17 @@ def test_batch_files_listing_and_filter(service: Service) -> None:
     assert failed[0].last_error is not None
     assert failed[0].last_error.code == "invalid_file"
     assert "empty.txt" in failed[0].last_error.message
+    # Its jobs name the file batch as such; both filters find them (batch_id as clients
+    # written before file_batch_id existed use it).
+    with service.http() as http:
+        for param in ("file_batch_id", "batch_id"):
+            jobs = http.get("/v1/jobs", params={param: batch.id}).json()["data"]
+            assert sorted(j["file_id"] for j in jobs) == sorted([good, empty]), param
+            assert all((j["file_batch_id"], j["batch_id"]) == (batch.id, None) for j in jobs)
+            links = jobs[0]["links"]
+            assert links["file_batch"] == f"/v1/vector_stores/{vs.id}/file_batches/{batch.id}"
+            assert links["batch"] is None
+        assert http.get("/v1/jobs", params={"file_batch_id": "vsfb_nope"}).json()["data"] == []
 
 
 def test_cancel_batch_ends_every_file(service: Service) -> None:

@@ -43,7 +43,7 @@ def _observable(job: dict[str, Any]) -> tuple[Any, ...]:
     counters = job["counters"]
     return (
         counters["embeddings_cached"],
-        counters["batches_reused"],
+        counters["checkpoints_reused"],
         "parsing" in job["stage_durations"],
         job["progress"]["total"],
     )

@@ -25,16 +25,17 @@ def _logger(fmt: logging.Formatter) -> tuple[logging.Logger, io.StringIO]:
 def test_json_lines_carry_the_bound_ids() -> None:
     logger, stream = _logger(logs.JsonFormatter())
     with logs.context(job_id="job_1", file_id="file-1"):
-        logs.bind(vector_store_id="vs_1", batch_id="vsfb_1")
+        logs.bind(vector_store_id="vs_1", file_batch_id="vsfb_1", batch_id="batch_1")
         logger.info("parsed %d pages", 3)
     logger.info("outside")
     first, second = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["message"] == "parsed 3 pages"
     assert first["level"] == "INFO"
     assert (first["job_id"], first["file_id"]) == ("job_1", "file-1")
-    assert (first["vector_store_id"], first["batch_id"]) == ("vs_1", "vsfb_1")
+    assert (first["vector_store_id"], first["file_batch_id"]) == ("vs_1", "vsfb_1")
+    assert first["batch_id"] == "batch_1"
     # Leaving the block restores every id, also those bound inside it.
-    assert not {"job_id", "file_id", "vector_store_id", "batch_id"} & set(second)
+    assert not {"job_id", "file_id", "vector_store_id", "file_batch_id", "batch_id"} & set(second)
 
 
 def test_json_keeps_tracebacks_on_one_line() -> None:

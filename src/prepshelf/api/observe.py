@@ -41,7 +41,8 @@ _BODY_CAP = 64 * 1024  # enough for any object a mutating call returns; bigger b
 # Object ids are recognisable by their prefix, so a request's ids are known before routing
 # (the router fills in path params only once it runs the endpoint).
 _ID_PREFIXES = (
-    ("vsfb_", "batch_id"),
+    ("vsfb_", "file_batch_id"),
+    ("batch_", "batch_id"),
     ("vs_", "vector_store_id"),
     ("file-", "file_id"),
     ("job_", "job_id"),

@@ -118,14 +118,16 @@ def job_object(row: Row) -> dict[str, Any]:
         ),
         "stage_durations": row["stage_durations"],
         "counters": {
-            "batches_embedded": row["batches_embedded"],
-            "batches_reused": row["batches_reused"],
+            "checkpoints_embedded": row["checkpoints_embedded"],
+            "checkpoints_reused": row["checkpoints_reused"],
             "embeddings_computed": row["embeddings_computed"],
             "embeddings_cached": row["embeddings_cached"],
         },
         "cancel_requested": row["cancel_requested"],
         "vector_store_id": row["vector_store_id"],
         "file_id": row["file_id"],
+        # Its parent, if any: a vector-store file batch (ingest jobs) or a /v1/batches batch.
+        "file_batch_id": row["file_batch_id"],
         "batch_id": row["batch_id"],
         # Runs of schedules and evals: what started them, and with which parameters.
         "schedule_id": row.get("schedule_id"),
@@ -137,14 +139,18 @@ def job_object(row: Row) -> dict[str, Any]:
 
 
 def _job_links(row: Row) -> dict[str, str | None]:
-    store, file, batch = row["vector_store_id"], row["file_id"], row["batch_id"]
+    store, file, file_batch = row["vector_store_id"], row["file_id"], row["file_batch_id"]
+    batch = row["batch_id"]
     return {
         "self": f"/v1/jobs/{row['id']}",
         "events": f"/v1/jobs/{row['id']}/events",
         "file": f"/v1/files/{file}" if file else None,
         "vector_store": f"/v1/vector_stores/{store}" if store else None,
         "vector_store_file": f"/v1/vector_stores/{store}/files/{file}" if store and file else None,
-        "batch": f"/v1/vector_stores/{store}/file_batches/{batch}" if store and batch else None,
+        "file_batch": (
+            f"/v1/vector_stores/{store}/file_batches/{file_batch}" if store and file_batch else None
+        ),
+        "batch": f"/v1/batches/{batch}" if batch else None,
         **_run_links(row),
     }
 

@@ -98,7 +98,9 @@ async def _slice_step(
             failed=result.failed,
             tokens=result.tokens,
         )
-        await jobs_db.record_batch(conn, job_id=job.id, done=done, computed=result.inputs, cached=0)
+        await jobs_db.record_checkpoint(
+            conn, job_id=job.id, done=done, computed=result.inputs, cached=0
+        )
 
 
 def _run_slice(

@@ -34,7 +34,7 @@ async def attach_files(
     project_id: str,
     store_id: str,
     items: list[AttachItem],
-    batch_id: str | None,
+    file_batch_id: str | None,
 ) -> None:
     """Add files to a store and queue one ingest job per file that needs work.
 
@@ -55,9 +55,9 @@ async def attach_files(
     )
     keep = [fid for fid in ids if existing.get(fid) in ("in_progress", "completed")]
     run = [fid for fid in ids if fid not in keep]
-    if keep and batch_id:
+    if keep and file_batch_id:
         await vector_stores_db.set_store_files_batch(
-            conn, store_id=store_id, file_ids=keep, batch_id=batch_id
+            conn, store_id=store_id, file_ids=keep, batch_id=file_batch_id
         )
     if not run:
         return
@@ -70,13 +70,13 @@ async def attach_files(
         conn,
         project_id=project_id,
         store_id=store_id,
-        batch_id=batch_id,
+        file_batch_id=file_batch_id,
         jobs=[(job_ids[fid], fid) for fid in run],
     )
     await vector_stores_db.start_store_files(
         conn,
         store_id=store_id,
-        batch_id=batch_id,
+        batch_id=file_batch_id,
         files=[
             NewStoreFile(
                 file_id=fid,

@@ -176,7 +176,7 @@ async def _attach_members(
                 )
                 for fid, *_ in children
             ],
-            batch_id=vsf.batch_id,
+            file_batch_id=vsf.batch_id,
         )
         await archives_db.start_waiting(
             conn, job_id=job["id"], members=len(children), result=summary

@@ -1,7 +1,7 @@
 """The ingest job: parse → chunk → embed → index one file of one vector store.
 
 Checkpoints make every step safe to run twice: chunks are stored (without vectors) in one
-transaction before embedding starts, and each embedded batch is written with the job's
+transaction before embedding starts, and each embedded checkpoint is written with the job's
 progress in one transaction. A job picked up again continues at the first chunk without a
 vector; an unchanged text is never embedded twice in a project (cache keyed by project, model
 and sha256: another project's texts are never visible, not even as a cache hit), and a file
@@ -72,7 +72,7 @@ async def run_ingest(res: WorkerResources, job_id: str) -> None:
         async with res.pool.connection() as conn:
             await jobs_db.finish_cancelled(conn, job_id=job_id)
     except asyncio.CancelledError:
-        # Worker shutting down: the batch in flight was finished; hand the job back at once.
+        # Worker shutting down: the checkpoint in flight was finished; hand the job back at once.
         async with res.pool.connection() as conn:
             await jobs_db.release_job(conn, job=job, reason="released: worker shutting down")
         raise RequeueJob("worker shutting down") from None
@@ -200,7 +200,9 @@ async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: IngestConte
                 progress_unit="chunks",
                 chunks_stored=True,
             )
-            await jobs_db.record_batch(conn, job_id=job["id"], done=count, computed=0, cached=count)
+            await jobs_db.record_checkpoint(
+                conn, job_id=job["id"], done=count, computed=0, cached=count
+            )
     except psycopg.errors.ForeignKeyViolation as exc:
         raise JobCancelled("the file left the store") from exc
     except psycopg.OperationalError as exc:
@@ -332,7 +334,7 @@ async def _embed_all(res: WorkerResources, job: dict[str, Any], model: str) -> N
     async with res.pool.connection() as conn:
         done = await chunks_db.count_embedded(conn, store_id=store_id, file_id=file_id)
     step_rows = max(1, res.settings.embed_checkpoint_rows)
-    batch_no = done // step_rows
+    checkpoint_no = done // step_rows
     while True:
         # A checkpoint holds several model batches: the model sorts them by length (less
         # padding) and the database sees one write per checkpoint, not per model batch.
@@ -342,9 +344,9 @@ async def _embed_all(res: WorkerResources, job: dict[str, Any], model: str) -> N
             )
         if not rows:
             return
-        # Finish the batch in flight even when the worker is told to stop: a shutdown then
-        # loses no computed vectors, and the job resumes at the next batch elsewhere.
-        step = asyncio.ensure_future(_embed_batch(res, job, model, rows, done, batch_no))
+        # Finish the checkpoint in flight even when the worker is told to stop: a shutdown then
+        # loses no computed vectors, and the job resumes at the next checkpoint elsewhere.
+        step = asyncio.ensure_future(_embed_checkpoint(res, job, model, rows, done, checkpoint_no))
         try:
             cancelled = await asyncio.shield(step)
         except asyncio.CancelledError:
@@ -352,18 +354,18 @@ async def _embed_all(res: WorkerResources, job: dict[str, Any], model: str) -> N
             raise
         done += len(rows)
         metrics.chunks_embedded(res.embedder, len(rows))
-        batch_no += 1
+        checkpoint_no += 1
         if cancelled:
             raise JobCancelled("cancel requested")
 
 
-async def _embed_batch(
+async def _embed_checkpoint(
     res: WorkerResources,
     job: dict[str, Any],
     model: str,
     rows: list[dict[str, Any]],
     done: int,
-    batch_no: int,
+    checkpoint_no: int,
 ) -> bool:
     store_id, file_id = job["vector_store_id"], job["file_id"]
     first = rows[0]["chunk_index"]
@@ -392,7 +394,7 @@ async def _embed_batch(
                         job=job,
                         retries=report.retries,
                         last_status=report.last_status,
-                        detail=f"batch {batch_no}: {report.last_error}",
+                        detail=f"checkpoint {checkpoint_no}: {report.last_error}",
                     )
         vectors_by_row = [
             (r["chunk_index"], d, cached[d] if d in cached else computed[d])
@@ -408,7 +410,7 @@ async def _embed_batch(
                 rows=vectors_by_row,
                 new_digests=set(computed),
             )
-            return await jobs_db.record_batch(
+            return await jobs_db.record_checkpoint(
                 conn,
                 job_id=job["id"],
                 done=done + len(rows),
@@ -421,7 +423,7 @@ async def _embed_batch(
     except (JobCancelled, asyncio.CancelledError):
         raise
     except Exception as exc:
-        raise _StageError("embedding", exc, batch=batch_no, chunk_index=first) from exc
+        raise _StageError("embedding", exc, batch=checkpoint_no, chunk_index=first) from exc
 
 
 def _embed_with_report(res: WorkerResources, texts: list[str]) -> tuple[Any, Any, dict[str, float]]:

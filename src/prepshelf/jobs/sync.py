@@ -304,7 +304,7 @@ async def _commit(
                     project_id=job.project_id,
                     store_id=store_id,
                     items=items,
-                    batch_id=batch_id,
+                    file_batch_id=batch_id,
                 )
             for file_id, stamp in plan.restamp:
                 await syncs_db.set_stamp(conn, store_id=store_id, file_id=file_id, stamp=stamp)

@@ -1,6 +1,7 @@
 """Job events: reading them in a safe order, deciding when a stream is over, pruning.
 
-Rows are written by a trigger on `jobs` (migration 0002) in the transaction of the change.
+Rows are written by a trigger on `jobs` (migration 0002, re-created in 0072) in the transaction
+of the change.
 Sequence ids can commit out of order (transaction A takes id 9, B takes id 10, B commits
 first), so a reader that only remembered "last id" could skip 9 forever. Readers walk
 (txid, id) instead and stop at the oldest transaction still running: every event before that
@@ -17,9 +18,11 @@ from typing import Any, Literal
 from psycopg import AsyncConnection, Notify
 
 Row = dict[str, Any]
+# `batch_id` is a FILE batch here (job_events.batch_id = jobs.file_batch_id): the public
+# /v1/events?batch_id= parameter kept its name when jobs told their two parents apart.
 Scope = Literal["job_id", "vector_store_id", "batch_id"]
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
-CHANNEL = "prepshelf_events"  # the trigger's pg_notify channel (migration 0002)
+CHANNEL = "prepshelf_events"  # the trigger's pg_notify channel (migrations 0002, 0072)
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ _CLOSE_STAGE = """
 async def create_embed_batch_job(
     conn: AsyncConnection[Any], *, job_id: str, project_id: str, batch_id: str
 ) -> None:
-    """The job row behind a /v1/batches batch (progress counted in input lines)."""
+    """The job row behind a /v1/batches batch (progress counted in input lines); the batch
+    row follows in the same transaction (the key to it is checked at commit)."""
     await conn.execute(
         """INSERT INTO jobs (id, project_id, kind, status, batch_id, progress_unit)
            VALUES (%s, %s, 'embed_batch', 'queued', %s, 'lines')""",
@@ -69,15 +70,16 @@ async def insert_ingest_jobs(
     *,
     project_id: str,
     store_id: str,
-    batch_id: str | None,
+    file_batch_id: str | None,
     jobs: list[tuple[str, str]],
 ) -> None:
-    """Queued ingest jobs, one per (job id, file id) of the store."""
+    """Queued ingest jobs, one per (job id, file id) of the store, in a file batch or none."""
     async with conn.cursor() as cur:
         await cur.executemany(
-            """INSERT INTO jobs (id, project_id, kind, status, vector_store_id, file_id, batch_id)
+            """INSERT INTO jobs (id, project_id, kind, status, vector_store_id, file_id,
+                                 file_batch_id)
                VALUES (%s, %s, 'ingest_file', 'queued', %s, %s, %s)""",
-            [(job_id, project_id, store_id, file_id, batch_id) for job_id, file_id in jobs],
+            [(job_id, project_id, store_id, file_id, file_batch_id) for job_id, file_id in jobs],
         )
 
 
@@ -149,6 +151,8 @@ class JobFilter:
     status: str | None = None
     kind: str | None = None
     vector_store_id: str | None = None
+    file_batch_id: str | None = None
+    # A /v1/batches batch, or (as before file_batch_id existed) a file batch: either parent.
     batch_id: str | None = None
     file_id: str | None = None
     created_after: int | None = None  # Unix seconds, inclusive
@@ -167,12 +171,15 @@ async def list_jobs(
         ("status", filters.status),
         ("kind", filters.kind),
         ("vector_store_id", filters.vector_store_id),
-        ("batch_id", filters.batch_id),
+        ("file_batch_id", filters.file_batch_id),
         ("file_id", filters.file_id),
     ):
         if value is not None:
             where.append(f"{column} = %s")
             params.append(value)
+    if filters.batch_id is not None:
+        where.append("(batch_id = %s OR file_batch_id = %s)")
+        params += [filters.batch_id, filters.batch_id]
     return await fetch_page(
         conn,
         select="SELECT * FROM jobs",
@@ -245,7 +252,7 @@ async def set_result(
     )
 
 
-async def record_batch(
+async def record_checkpoint(
     conn: AsyncConnection[Any],
     *,
     job_id: str,
@@ -254,7 +261,10 @@ async def record_batch(
     cached: int,
     timings: dict[str, float] | None = None,
 ) -> bool:
-    """Advance progress after a batch is written; returns True when cancel was requested.
+    """Advance progress after a checkpoint is written; returns True when cancel was requested.
+
+    A checkpoint none of whose vectors had to be computed counts as reused, any other as
+    embedded.
 
     `timings` (seconds, e.g. the model's own time inside the embedding stage) accumulate
     under their own keys of stage_durations, next to the stages' wall times."""
@@ -264,8 +274,9 @@ async def record_batch(
                       SELECT coalesce(jsonb_object_agg(k, round(
                           coalesce((stage_durations->>k)::numeric, 0) + v::numeric, 3)), '{}')
                       FROM jsonb_each_text(%s::jsonb) AS t(k, v)),
-                  batches_embedded = batches_embedded + (CASE WHEN %s > 0 THEN 1 ELSE 0 END),
-                  batches_reused = batches_reused + (CASE WHEN %s = 0 THEN 1 ELSE 0 END),
+                  checkpoints_embedded = checkpoints_embedded
+                                         + (CASE WHEN %s > 0 THEN 1 ELSE 0 END),
+                  checkpoints_reused = checkpoints_reused + (CASE WHEN %s = 0 THEN 1 ELSE 0 END),
                   embeddings_computed = embeddings_computed + %s,
                   embeddings_cached = embeddings_cached + %s,
                   heartbeat_at = clock_timestamp()
@@ -336,7 +347,8 @@ async def finish_succeeded(conn: AsyncConnection[Any], *, job: Row, usage_bytes:
 
 
 async def finish_failed(conn: AsyncConnection[Any], *, job: JobRef, error: dict[str, Any]) -> None:
-    """Fail the job; `error` holds code, message, stage and, where known, chunk/batch."""
+    """Fail the job; `error` holds code, message, stage and, where known, chunk and checkpoint
+    (its key is `batch`, as the API has always shown it)."""
     job_id = _ref(job)[0]
     async with conn.transaction():
         await conn.execute(

@@ -61,7 +61,7 @@ async def create_file_batch(
             project_id=project,
             store_id=vector_store_id,
             items=items,
-            batch_id=batch_id,
+            file_batch_id=batch_id,
         )
     return batch_object(await _load_batch(conn, vector_store_id, batch_id))
 

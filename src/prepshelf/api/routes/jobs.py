@@ -35,7 +35,17 @@ async def list_jobs(
     status: Annotated[JobStatus | None, Query()] = None,
     kind: Annotated[str | None, Query(max_length=64)] = None,
     vector_store_id: Annotated[str | None, Query(max_length=128)] = None,
-    batch_id: Annotated[str | None, Query(max_length=128)] = None,
+    file_batch_id: Annotated[
+        str | None, Query(max_length=128, description="Jobs of this vector-store file batch")
+    ] = None,
+    batch_id: Annotated[
+        str | None,
+        Query(
+            max_length=128,
+            description="The job of this /v1/batches batch; a file batch id matches too (as "
+            "before file_batch_id existed)",
+        ),
+    ] = None,
     file_id: Annotated[str | None, Query(max_length=128)] = None,
     created_after: Annotated[int | None, Query(ge=0, description="Unix seconds")] = None,
 ) -> dict[str, Any]:
@@ -43,6 +53,7 @@ async def list_jobs(
         status=status,
         kind=kind,
         vector_store_id=vector_store_id,
+        file_batch_id=file_batch_id,
         batch_id=batch_id,
         file_id=file_id,
         created_after=created_after,
@@ -94,7 +105,7 @@ async def retry_job(
             project_id=project,
             store_id=store_id,
             items=[AttachItem(file_id, vsf.attributes, vsf.chunking_strategy)],
-            batch_id=vsf.batch_id,
+            file_batch_id=vsf.batch_id,
         )
     new = await stores_db.get_attachment(conn, store_id=store_id, file_id=file_id)
     assert new is not None and new.job_id is not None  # attach_files just gave it a job

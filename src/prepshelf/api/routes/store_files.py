@@ -62,7 +62,7 @@ async def create_vector_store_file(
             project_id=project,
             store_id=vector_store_id,
             items=[AttachItem(body.file_id, body.attributes or {}, chunking)],
-            batch_id=None,
+            file_batch_id=None,
         )
     return vector_store_file_object(await _load_file(conn, vector_store_id, body.file_id))
 

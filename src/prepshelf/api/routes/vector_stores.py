@@ -63,7 +63,7 @@ async def create_vector_store(
                 project_id=project,
                 store_id=store_id,
                 items=[AttachItem(fid, {}, chunking) for fid in body.file_ids],
-                batch_id=None,
+                file_batch_id=None,
             )
     return vector_store_object(await load_store(conn, project, store_id), _now())
 

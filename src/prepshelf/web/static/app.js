@@ -192,7 +192,8 @@ async function showStore(storeId, params) {
   streamEvents(`/v1/events?vector_store_id=${encodeURIComponent(storeId)}`, (type, ev) => {
     const row = rows.get(ev.file_id);
     if (row && (row.job_id === ev.job_id || type === "job.created")) row.update(ev);
-    else if (!row && type === "job.created" && !after && (!batchId || ev.batch_id === batchId)) {
+    else if (!row && type === "job.created" && !after
+      && (!batchId || ev.file_batch_id === batchId)) {
       reloadFiles();
     }
     if (type === "job.created" || FINAL.has(ev.status)) refresh();
@@ -425,7 +426,7 @@ async function showJob(jobId) {
     ["duration", job.duration_s !== null ? `${job.duration_s} s` : null],
     ["stage durations", Object.entries(job.stage_durations).map(([k, v]) => `${k} ${v} s`).join(", ")],
     ["OCR", ocrSummary(job.result?.ocr)],
-    ["file", job.file_id], ["batch", job.batch_id]]),
+    ["file", job.file_id], ["file batch", job.file_batch_id], ["batch", job.batch_id]]),
     job.error ? errorBox(null, job) : null,
     h("h2", {}, "Attempts"),
     table(["#", "worker", "outcome", "error"], job.attempt_log.map((a) => h("tr", {},
