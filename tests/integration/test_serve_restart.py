@@ -23,7 +23,7 @@ from prepshelf.pipeline.parse import parse_file
 from prepshelf.pipeline.tokenizer import load_tokenizer
 from prepshelf.settings import Settings
 from support.corpus import CORPUS, needs_corpus
-from support.service import base_env, free_port
+from support.service import REAL_MODEL, base_env, free_port
 
 CHECKPOINT_ROWS = Settings.model_fields["embed_checkpoint_rows"].default
 
@@ -63,7 +63,9 @@ class Serve:
                 "--workers",
                 "1",
             ],
-            env=base_env(PREPSHELF_POLL_AFTER_MS="200"),
+            # The real model: with the fake one a file's embedding is over before the stop
+            # lands, and the test is about a job handed back mid-embedding.
+            env=base_env(PREPSHELF_POLL_AFTER_MS="200", **REAL_MODEL),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
