@@ -1,5 +1,11 @@
 """The whole dev corpus through the official SDK: every good file completes, every bad one
-fails with a fitting code and a message naming the file, and questions find their document."""
+fails with a fitting code and a message naming the file, and questions find their document.
+
+The whole corpus runs on the suite's fake embedder (parsing, OCR, archives, counts and
+errors do not depend on the model). Retrieval is about the model: the questions are asked of
+a second store, embedded by the real model, that holds every document a question is about
+and every other good file under 200 KB as distractors (the large ones cost minutes to
+embed and answer no question)."""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from typing import Any
 import pytest
 
 from support.corpus import CORPUS, bad_files, good_files, needs_corpus
+from support.postgres import TestPostgres as Postgres  # not collected as a test class
 from support.service import REAL_MODEL, Service
 
 pytestmark = [needs_corpus, pytest.mark.slow]
@@ -78,10 +85,42 @@ def corpus_service(
         database_url,
         tmp_path_factory.mktemp("corpus"),
         workers=2,
-        extra_env={"PREPSHELF_TORCH_THREADS": "1", **REAL_MODEL},
     )
     try:
         yield svc.start()
+    finally:
+        svc.stop()
+
+
+DISTRACTOR_MAX_BYTES = 200 * 1024
+
+
+@pytest.fixture(scope="module")
+def retrieval(
+    postgres: Postgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Service, str]]:
+    """The real model over the questions' documents and the small good files."""
+    svc = Service(
+        postgres.new_database(), tmp_path_factory.mktemp("retrieval"), extra_env=REAL_MODEL
+    )
+    try:
+        svc.start()
+        answers = {expected for _, expected in QUESTIONS}
+        paths = [
+            p for p in good_files() if p.name in answers or p.stat().st_size <= DISTRACTOR_MAX_BYTES
+        ]
+        client = svc.openai()
+        vs = client.vector_stores.create(name="retrieval")
+        handles = [p.open("rb") for p in paths]
+        try:
+            batch = client.vector_stores.file_batches.upload_and_poll(
+                vector_store_id=vs.id, files=handles, max_concurrency=4
+            )
+        finally:
+            for h in handles:
+                h.close()
+        assert batch.file_counts.completed == len(paths), batch.file_counts
+        yield svc, vs.id
     finally:
         svc.stop()
 
@@ -150,14 +189,13 @@ def test_every_bad_file_fails_precisely(ingested: dict[str, Any]) -> None:
         assert words in error.message.lower(), (path.name, error)
 
 
-def test_questions_find_their_document_in_top_3(
-    corpus_service: Service, ingested: dict[str, Any]
-) -> None:
-    client = corpus_service.openai()
+def test_questions_find_their_document_in_top_3(retrieval: tuple[Service, str]) -> None:
+    svc, store_id = retrieval
+    client = svc.openai()
     misses = {}
     for question, expected in QUESTIONS:
         results = client.vector_stores.search(
-            vector_store_id=ingested["store"], query=question, max_num_results=10
+            vector_store_id=store_id, query=question, max_num_results=10
         )
         # Top 3 distinct documents, as a reader would see them.
         top: list[str] = []
