@@ -180,7 +180,7 @@ class Settings(BaseSettings):
     )
     # --- ingest throughput ---
     ingest_concurrency: int = Field(
-        default=8,
+        default=4,
         ge=1,
         description="Files one worker process works on at once: while one is in the model, "
         "others parse, write, or wait to share its next call (small files share batches)",
