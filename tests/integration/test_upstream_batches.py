@@ -16,6 +16,7 @@ import pytest
 
 from support.fake_answers import chat_prompt_text, completion_text
 from support.fake_upstream import FakeUpstream, Rule, max_in_flight, max_in_window
+from support.postgres import TestPostgres as Postgres  # not collected as a test class
 from support.service import Service
 from support.tenants import new_tenant, ok
 from support.upstream_batches import (
@@ -195,3 +196,44 @@ def test_fair_share_a_small_batch_of_another_project_runs_within_a_turn(
         big_client.batches.cancel(b.id)
     for b in bigs:
         assert wait(big_client, b.id).status == "cancelled"
+
+
+@pytest.fixture(scope="module")
+def short_window(
+    postgres: Postgres, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    """A service whose batches expire 4 s after they are created."""
+    service = Service(
+        postgres.new_database(),
+        Path(tmp_path_factory.mktemp("upstream-expiry")),
+        extra_env={
+            "PREPSHELF_UPSTREAMS": json.dumps(
+                upstream_config(fake.url, rpm=RPM, max_concurrent=MAX_CONCURRENT)
+            ),
+            "PREPSHELF_BATCH_SLICE_LINES": "8",
+            "PREPSHELF_BATCH_COMPLETION_WINDOW_S": "4",
+        },
+    )
+    try:
+        yield service.start()
+    finally:
+        service.stop()
+
+
+def test_expiry_keeps_the_answers_and_reports_every_line_never_sent(
+    short_window: Service, fake: FakeUpstream
+) -> None:
+    fake.delay_s = 0.5
+    client = short_window.openai()
+    lines = [chat_line(i, "expiry") for i in range(80)]  # ~10 s of answers at 4 at a time
+    batch = wait(client, create(client, lines).id, timeout_s=120)
+    assert batch.status == "expired", batch
+    out = lines_of(client, batch.output_file_id)
+    errors = lines_of(client, batch.error_file_id)
+    assert out and errors
+    assert Counter(x["custom_id"] for x in out + errors) == Counter(
+        f"expiry-{i}" for i in range(80)
+    )
+    assert {e["error"]["code"] for e in errors} == {"batch_expired"}
+    for o in out:  # an answer kept is the one answer the fake gave for that line
+        assert sends(fake, lines[int(o["custom_id"].split("-")[1])]) == 1
