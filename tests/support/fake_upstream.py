@@ -189,6 +189,8 @@ class FakeUpstreamProcess:
         except subprocess.TimeoutExpired:
             self._proc.kill()
             self._proc.wait()
+        if self._proc.stdout is not None:
+            self._proc.stdout.close()
 
 
 def _main() -> None:

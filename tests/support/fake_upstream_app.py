@@ -135,10 +135,10 @@ def build_app(state: FakeState) -> Starlette:
         path = request.url.path
         multipart = path == "/v1/audio/transcriptions"
         if multipart:
-            form = await request.form()
-            upload = form.get("file")
-            audio = await upload.read() if hasattr(upload, "read") else b""
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            async with request.form() as form:  # closes the upload's spooled file
+                upload = form.get("file")
+                audio = await upload.read() if hasattr(upload, "read") else b""
+                fields = {k: v for k, v in form.items() if isinstance(v, str)}
             raw, body = audio, dict(fields)
         else:
             raw = await request.body()
