@@ -49,26 +49,26 @@ class Serve:
 
     def start(self) -> None:
         self.runs += 1
-        log = open(self.data_dir.parent / f"serve-{self.runs}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "prepshelf",
-                "serve",
-                "--data-dir",
-                str(self.data_dir),
-                "--port",
-                str(self.port),
-                "--workers",
-                "1",
-            ],
-            # The real model: with the fake one a file's embedding is over before the stop
-            # lands, and the test is about a job handed back mid-embedding.
-            env=base_env(PREPSHELF_POLL_AFTER_MS="200", **REAL_MODEL),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.data_dir.parent / f"serve-{self.runs}.log", "wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "prepshelf",
+                    "serve",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    "1",
+                ],
+                # The real model: with the fake one a file's embedding is over before the stop
+                # lands, and the test is about a job handed back mid-embedding.
+                env=base_env(PREPSHELF_POLL_AFTER_MS="200", **REAL_MODEL),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:

@@ -246,17 +246,17 @@ def test_a_killed_worker_frees_its_slot_when_the_slot_expires(database_url: str)
         "    await asyncio.sleep(3600)\n"
         "asyncio.run(main())\n"
     )
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", holder, database_url],
         env=base_env(PYTHONPATH=os.environ.get("PYTHONPATH", "")),
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "Admission"
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    ) as proc:  # closes its pipe
+        try:
+            assert proc.stdout is not None and proc.stdout.readline().strip() == "Admission"
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
     limits = RateLimits(rpm=None, tpm=None, max_concurrent=1)
 
     async def step(conn: psycopg.AsyncConnection[Any]) -> list[Refusal]:

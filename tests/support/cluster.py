@@ -47,13 +47,13 @@ class Cluster:
         self.workers: list[subprocess.Popen[bytes]] = []
 
     def _spawn(self, role: str, name: str, **env: str) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 - owned by the process
-        return subprocess.Popen(
-            [sys.executable, "-m", "prepshelf", role],
-            env={**self._env, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.log_dir / f"{name}.log", "wb") as log:  # the child keeps its copy
+            return subprocess.Popen(
+                [sys.executable, "-m", "prepshelf", role],
+                env={**self._env, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def start(self, timeout_s: float = 180) -> Cluster:
         """Start every process at once (they race to migrate), then wait until all are up."""

@@ -25,10 +25,10 @@ class MotoServer:
 
     def start(self) -> MotoServer:
         exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-        log = open(self._log, "wb")  # noqa: SIM115 - owned by the process
-        self.proc = subprocess.Popen(
-            [exe, "-H", "127.0.0.1", "-p", str(self.port)], stdout=log, stderr=subprocess.STDOUT
-        )
+        with open(self._log, "wb") as log:  # the child keeps its copy
+            self.proc = subprocess.Popen(
+                [exe, "-H", "127.0.0.1", "-p", str(self.port)], stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -92,19 +92,21 @@ class Service:
         self.workers: list[subprocess.Popen[bytes]] = []
         self._n_workers = workers
         self._log_seq = 0
+        self._clients: list[Any] = []
         data_dir.mkdir(parents=True, exist_ok=True)
 
     # --- processes -------------------------------------------------------------------
 
     def _spawn(self, role: str) -> subprocess.Popen[bytes]:
         self._log_seq += 1
-        log = open(self.data_dir / f"{role}-{self._log_seq}.log", "wb")  # noqa: SIM115
-        return subprocess.Popen(
-            [sys.executable, "-m", "prepshelf", role],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        # The child writes to its own copy of the descriptor; ours closes at once.
+        with open(self.data_dir / f"{role}-{self._log_seq}.log", "wb") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "prepshelf", role],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def start(self) -> Service:
         self.api = self._spawn("api")
@@ -138,6 +140,8 @@ class Service:
         raise RuntimeError(f"service did not become ready:\n{self.logs()}")
 
     def stop(self) -> None:
+        for client in self._clients:
+            client.close()
         stop_processes([*self.workers, self.api])
 
     def logs(self) -> str:
@@ -149,7 +153,9 @@ class Service:
         import openai
 
         kwargs.setdefault("max_retries", 0)  # a test sees the first failure, not a retry
-        return openai.OpenAI(base_url=self.base_url, api_key=self.api_key, **kwargs)
+        client = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, **kwargs)
+        self._clients.append(client)  # closed with the service
+        return client
 
     def http(self) -> httpx.Client:
         return httpx.Client(
