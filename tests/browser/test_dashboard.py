@@ -54,7 +54,10 @@ def test_dashboard_watches_a_batch_and_retries_a_failure(service: Service, page:
     store = client.vector_stores.create(name="dashboard demo")
     paths = [p for p in good_files() if p.name in GOOD] + [CORPUS / "bad" / "empty.pdf"]
     assert len(paths) == len(GOOD) + 1
-    ids = {p.name: client.files.create(file=p.open("rb"), purpose="assistants").id for p in paths}
+    ids = {
+        p.name: client.files.create(file=(p.name, p.read_bytes()), purpose="assistants").id
+        for p in paths
+    }
 
     # The page asks for the key once; every data call then carries it in a header.
     page.goto(f"http://127.0.0.1:{service.port}/ui")
