@@ -149,11 +149,11 @@ class Settings(BaseSettings):
         description="Requests of one upstream batch slice in flight at once (each upstream's "
         "max_concurrent still holds across all workers)",
     )
-    upstream_batch_max_wait_s: float = Field(
+    upstream_max_wait_s: float = Field(
         default=30.0,
         gt=0,
-        description="A batch line waits this long at most for its turn at the upstream's "
-        "limits; past it the batch goes back on the shelf until its turn comes",
+        description="A batch line or a transcription segment waits this long at most for its "
+        "turn at the upstream's limits; past it the job goes back on the shelf until then",
     )
     # --- blob storage, search and maintenance ---
     blob_url: str | None = Field(

@@ -73,7 +73,7 @@ async def _slice_step(
             if ln.body is not None
         ],
         concurrency=res.settings.upstream_batch_concurrency,
-        max_wait_s=res.settings.upstream_batch_max_wait_s,
+        max_wait_s=res.settings.upstream_max_wait_s,
         on_answer=progress.tick,
     )
     await asyncio.to_thread(write_answer_parts, res.blobs, batch.id, sl.slice_no, answers)

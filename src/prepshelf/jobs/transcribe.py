@@ -134,7 +134,7 @@ async def _transcribe_segment(
                 CONTENT_TYPES[options.segment_format],
             ),
         )
-        result = await client.call(request, max_wait_s=res.settings.upstream_batch_max_wait_s)
+        result = await client.call(request, max_wait_s=res.settings.upstream_max_wait_s)
     finally:
         extracted.path.unlink(missing_ok=True)
     if result.outcome == "ok":
