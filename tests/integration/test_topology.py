@@ -109,15 +109,28 @@ def _wait(client: SpreadClient, path: str, done: Any, timeout_s: float) -> dict[
         time.sleep(0.5)
 
 
-def _busy_worker_pid(cluster: Cluster) -> int | None:
-    """The pid of a worker process that is running a job now."""
+def _running_pids(cluster: Cluster) -> list[int]:
+    """The pids of live worker processes that hold a running job now."""
     pids = {p.pid for p in cluster.workers if p.poll() is None}
     with cluster.db() as db:
         rows = db.execute("SELECT worker FROM jobs WHERE status = 'running'").fetchall()
-    for row in rows:
-        pid = int(str(row["worker"]).rsplit(":", 1)[-1].split("/")[0])
-        if pid in pids:
-            return pid
+    found = [int(str(row["worker"]).rsplit(":", 1)[-1].split("/")[0]) for row in rows]
+    return [pid for pid in found if pid in pids]
+
+
+def _freeze_busy_worker(cluster: Cluster, timeout_s: float) -> int | None:
+    """SIGSTOP a worker that is running a job and return its pid once the job is seen still
+    running with the worker frozen. Small jobs can finish between reading the row and a
+    signal; a frozen worker cannot, so the kill that follows always lands mid-job."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for pid in _running_pids(cluster):
+            os.kill(pid, signal.SIGSTOP)
+            time.sleep(0.3)  # let a commit already sent reach the server
+            if pid in _running_pids(cluster):
+                return pid
+            os.kill(pid, signal.SIGCONT)
+        time.sleep(0.05)
     return None
 
 
@@ -146,11 +159,7 @@ def test_batch_survives_killed_api_and_worker(cluster: Cluster) -> None:
 
         # Mid-batch: some files done, a worker busy with one.
         _wait(client, path, lambda b: b["file_counts"]["completed"] >= 2, 120)
-        victim = None
-        deadline = time.monotonic() + 60
-        while victim is None and time.monotonic() < deadline:
-            victim = _busy_worker_pid(cluster)
-            time.sleep(0.1)
+        victim = _freeze_busy_worker(cluster, 60)
         assert victim is not None, "no worker was busy mid-batch"
         os.kill(victim, signal.SIGKILL)
         os.kill(cluster.apis[0].pid, signal.SIGKILL)
