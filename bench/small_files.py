@@ -38,6 +38,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+import psycopg
+from psycopg.rows import dict_row
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "src")]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -102,6 +106,36 @@ class Raw:
         return {"inputs": len(texts), "encode_s": encode_s}
 
 
+def _tree_cpu(proc: psutil.Process) -> float:
+    """CPU seconds of a process, its children that exited, and its live descendants."""
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+        if p.pid == proc.pid:
+            total += t.children_user + t.children_system
+    return total
+
+
+def cpu_split(svc: Service, pg_root: Path) -> dict[str, float]:
+    """CPU seconds so far of each part: the API, the workers, PostgreSQL, this process (the
+    SDK client and the raw reference). Differences of two calls say what a run cost."""
+    split = {"api": 0.0, "workers": 0.0, "postgres": 0.0}
+    if svc.api is not None:
+        split["api"] = _tree_cpu(psutil.Process(svc.api.pid))
+    split["workers"] = sum(_tree_cpu(psutil.Process(w.pid)) for w in svc.workers)
+    for p in psutil.process_iter(["name", "cmdline"]):
+        if p.info["name"] == "postgres" and str(pg_root) in " ".join(p.info["cmdline"] or []):
+            split["postgres"] = _tree_cpu(p)  # the postmaster: its backends are its children
+            break
+    me = os.times()
+    split["client"] = me.user + me.system
+    return split
+
+
 def job_figures(svc: Service, batch_id: str, since: float) -> dict[str, Any]:
     """Jobs of one batch: counts, summed stage seconds, and `since` → last finished_at."""
     with svc.db() as conn:
@@ -140,21 +174,24 @@ def job_figures(svc: Service, batch_id: str, since: float) -> dict[str, Any]:
     }
 
 
-def run_files(svc: Service, texts: list[str], name: str) -> dict[str, Any]:
+def run_files(svc: Service, pg_root: Path, texts: list[str], name: str) -> dict[str, Any]:
     client = svc.openai(timeout=600)
     store = client.vector_stores.create(name=name)
     streams = [(f"{name}-{i:06d}.txt", io.BytesIO(t.encode())) for i, t in enumerate(texts)]
     since = time.time()
+    cpu_before = cpu_split(svc, pg_root)
     started = time.perf_counter()
     batch = client.vector_stores.file_batches.upload_and_poll(
         vector_store_id=store.id, files=streams, poll_interval_ms=200, max_concurrency=8
     )
     sdk_s = time.perf_counter() - started
+    cpu_after = cpu_split(svc, pg_root)
     jobs = job_figures(svc, batch.id, since)
     return {
         "status": batch.status,
         "counts": batch.file_counts.model_dump(),
         "sdk_s": sdk_s,
+        "cpu_s": {k: cpu_after[k] - cpu_before[k] for k in cpu_after},
     } | jobs
 
 
@@ -213,6 +250,27 @@ def report_files(label: str, raw: dict[str, Any], ours: dict[str, Any]) -> None:
     print("  seconds summed over jobs:")
     for stage, seconds in ours["stages_s"].items():
         print(f"    {stage:<11} {seconds:8.1f} s")
+    cpu = ours["cpu_s"]
+    print("  CPU seconds during the run: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+
+
+def enable_statements(pg: TestPostgres) -> TestPostgres:
+    """Restart the server with pg_stat_statements loaded (for `--statements`)."""
+    with psycopg.connect(pg.admin_url, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+    pg.stop()
+    return pg.start()
+
+
+def top_statements(url: str, limit: int = 25) -> list[dict[str, Any]]:
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        return conn.execute(
+            """SELECT calls, round(total_exec_time::numeric, 1) AS total_ms,
+                      round(mean_exec_time::numeric, 3) AS mean_ms, rows,
+                      left(regexp_replace(query, '\\s+', ' ', 'g'), 110) AS query
+               FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT %s""",
+            [limit],
+        ).fetchall()
 
 
 def report_batches(raw: dict[str, Any], ours: dict[str, Any]) -> None:
@@ -241,6 +299,9 @@ def main() -> None:
     parser.add_argument("--skip-batches", action="store_true")
     parser.add_argument("--json", type=Path, help="write every figure here")
     parser.add_argument(
+        "--statements", action="store_true", help="print PostgreSQL's top statements (profiling)"
+    )
+    parser.add_argument(
         "--env", action="append", default=[], help="PREPSHELF_X=value for the service"
     )
     args = parser.parse_args()
@@ -252,10 +313,17 @@ def main() -> None:
     raw = Raw()
     out: dict[str, Any] = {"sizes": vars(args) | {"json": None}}
     with tempfile.TemporaryDirectory(prefix="small-files-") as tmp:
-        pg = TestPostgres(Path(tmp) / "pg").start()
+        pg_root = Path(tmp) / "pg"
+        pg = TestPostgres(pg_root).start()
+        if args.statements:
+            pg = enable_statements(pg)
+        database = pg.new_database()
+        if args.statements:
+            with psycopg.connect(database, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION pg_stat_statements")
         threads = max(1, len(os.sched_getaffinity(0)) // args.workers)
         svc = Service(
-            pg.new_database(),
+            database,
             Path(tmp) / "svc",
             workers=args.workers,
             extra_env={
@@ -268,16 +336,23 @@ def main() -> None:
             if not args.skip_files:
                 if small:
                     out["small_raw"] = raw.files(small)
-                    out["small"] = run_files(svc, small, "small")
+                    out["small"] = run_files(svc, pg_root, small, "small")
                     report_files("one-paragraph files", out["small_raw"], out["small"])
                 if pages:
                     out["pages_raw"] = raw.files(pages)
-                    out["pages"] = run_files(svc, pages, "pages")
+                    out["pages"] = run_files(svc, pg_root, pages, "pages")
                     report_files("two-page files", out["pages_raw"], out["pages"])
             if not args.skip_batches and inputs:
                 out["batches_raw"] = raw.encode(inputs)
                 out["batches"] = run_batches(svc, inputs)
                 report_batches(out["batches_raw"], out["batches"])
+            if args.statements:
+                print("\nPostgreSQL's top statements by execution time:")
+                for row in top_statements(database):
+                    print(
+                        f"  {row['calls']:>7} calls {row['total_ms']:>9} ms"
+                        f" ({row['mean_ms']} ms each, {row['rows']} rows) {row['query']}"
+                    )
         finally:
             svc.stop()
             pg.stop()

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from openai import OpenAI
+from psycopg.types.json import Jsonb
 
+from prepshelf.store.chunks import TWIN_LOOKUP_SQL
 from support.service import Service
 
 TEXT = "\n\n".join(
@@ -72,3 +75,45 @@ def test_other_chunking_is_parsed_again(service: Service) -> None:
     job, chunks = _job_and_chunks(service, store, small)
     assert "parsing" in job["stage_durations"]
     assert all(len(text) < 700 for _, text, _ in chunks)
+
+
+def test_the_twin_lookup_does_not_grow_with_the_store(service: Service) -> None:
+    """Every job looks for a twin first; the lookup starts from the file's bytes. It once
+    walked every completed file of the store (stale statistics during the burst of uploads
+    chose the join order), so a 10,000-file batch paid for it quadratically."""
+    client = service.openai()
+    store = client.vector_stores.create(name="twins-many").id
+    files = [
+        (f"note-{i}.txt", f"Note {i}: the tide came in at {i} past.".encode()) for i in range(200)
+    ]
+    batch = client.vector_stores.file_batches.upload_and_poll(
+        vector_store_id=store, files=files, poll_interval_ms=200
+    )
+    assert batch.file_counts.completed == 200
+    with service.db() as db:
+        row = db.execute(
+            """SELECT f.project_id, f.sha256, f.id, vsf.chunking_strategy, vs.embedding_model
+               FROM files f JOIN vector_store_files vsf ON vsf.file_id = f.id
+               JOIN vector_stores vs ON vs.id = vsf.vector_store_id
+               WHERE vs.id = %s LIMIT 1""",
+            [store],
+        ).fetchone()
+        assert row is not None
+        params = [
+            row["project_id"],
+            row["sha256"],
+            Jsonb(row["chunking_strategy"]),
+            row["embedding_model"],
+            store,
+            row["id"],
+            None,
+        ]
+        plan = (
+            psycopg.ClientCursor(db)
+            .execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + TWIN_LOOKUP_SQL, params)
+            .fetchone()
+        )
+    assert plan is not None
+    top = next(iter(plan.values()))[0]["Plan"]
+    # A handful of index pages; the walk over the store's files read about 8 per file.
+    assert top["Shared Hit Blocks"] + top["Shared Read Blocks"] < 100, top

@@ -127,6 +127,27 @@ async def write_embeddings(
             )
 
 
+# A completed copy of the same bytes in the project (same chunking and model), starting from
+# the files with these bytes (files_project_sha256): with the join order left to the planner,
+# stale statistics during a burst of uploads made it walk every completed file of the store,
+# a cost that grew with the store on every job.
+TWIN_LOOKUP_SQL = """
+    WITH same AS MATERIALIZED (SELECT id FROM files WHERE project_id = %s AND sha256 = %s)
+    SELECT vsf.vector_store_id, vsf.file_id, tj.result
+    FROM same f
+    JOIN vector_store_files vsf ON vsf.file_id = f.id
+    JOIN vector_stores vs ON vs.id = vsf.vector_store_id
+    LEFT JOIN jobs tj ON tj.id = vsf.job_id
+    WHERE vsf.status = 'completed'
+      AND vsf.chunking_strategy = %s AND vs.embedding_model = %s
+      AND (vsf.vector_store_id, vsf.file_id) <> (%s, %s)
+      AND (tj.result -> 'ocr' IS NULL
+           OR tj.result -> 'ocr' ->> 'requested_languages' IS NOT DISTINCT FROM %s)
+      AND EXISTS (SELECT 1 FROM chunks c WHERE c.vector_store_id = vsf.vector_store_id
+                  AND c.file_id = vsf.file_id)
+    LIMIT 1"""
+
+
 async def copy_from_twin(
     conn: AsyncConnection[Any],
     *,
@@ -148,19 +169,7 @@ async def copy_from_twin(
     or twice-attached file is then neither parsed nor embedded again."""
     twin = await (
         await conn.execute(
-            """SELECT vsf.vector_store_id, vsf.file_id, tj.result
-               FROM files f
-               JOIN vector_store_files vsf ON vsf.file_id = f.id
-               JOIN vector_stores vs ON vs.id = vsf.vector_store_id
-               LEFT JOIN jobs tj ON tj.id = vsf.job_id
-               WHERE f.project_id = %s AND f.sha256 = %s AND vsf.status = 'completed'
-                 AND vsf.chunking_strategy = %s AND vs.embedding_model = %s
-                 AND (vsf.vector_store_id, vsf.file_id) <> (%s, %s)
-                 AND (tj.result -> 'ocr' IS NULL
-                      OR tj.result -> 'ocr' ->> 'requested_languages' IS NOT DISTINCT FROM %s)
-                 AND EXISTS (SELECT 1 FROM chunks c WHERE c.vector_store_id = vsf.vector_store_id
-                             AND c.file_id = vsf.file_id)
-               LIMIT 1""",
+            TWIN_LOOKUP_SQL,
             [
                 project_id,
                 sha256,
