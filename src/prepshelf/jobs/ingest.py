@@ -134,11 +134,12 @@ async def _ingest(res: WorkerResources, job: dict[str, Any]) -> None:
     store_id, file_id = job["vector_store_id"], job["file_id"]
     if job["stage"] == "members":  # an expanded archive, delivered again: its members settle it
         return
+    embedded = False  # every chunk stored with its vector already
     if not job["chunks_stored"] and await _copy_twin(res, job, ctx):
-        pass  # the same bytes were ingested before: their chunks and vectors were copied
+        embedded = True  # the same bytes were ingested before: chunks and vectors copied
     elif not job["chunks_stored"]:
         try:
-            await _parse_and_chunk(res, job, ctx)
+            embedded = await _parse_and_chunk(res, job, ctx)
         except _StageError as err:
             if not isinstance(err.cause, ArchiveFileError):
                 raise
@@ -146,7 +147,8 @@ async def _ingest(res: WorkerResources, job: dict[str, Any]) -> None:
             return
     else:
         await _enter_stage(res, job, "embedding")
-    await _embed_all(res, job, ctx.source.embedding_model)
+    if not embedded:
+        await _embed_all(res, job, ctx.source.embedding_model)
     await _enter_stage(res, job, "indexing")
     async with res.pool.connection() as conn:
         size = await chunks_db.usage_bytes(conn, store_id=store_id, file_id=file_id)
@@ -217,7 +219,9 @@ async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: IngestConte
     return True
 
 
-async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: IngestContext) -> None:
+async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: IngestContext) -> bool:
+    """Parse and chunk the file and store its chunks; a file of one checkpoint is embedded
+    on the way (its chunks are stored with their vectors). Returns True in that case."""
     s = res.settings
     await _enter_stage(res, job, "parsing")
     progress = OcrProgress(res.pool, job)  # scanned pages: stage "ocr", progress in pages
@@ -275,6 +279,17 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
         (p.index, p.text, hashlib.sha256(p.text.encode()).digest(), p.token_count, attrs)
         for p, attrs in zip(pieces, attributes, strict=True)
     ]
+    result: dict[str, Any] | None = None  # what the job found beyond its chunks
+    if doc is not None and doc.ocr is not None:
+        result = {"ocr": {**doc.ocr.as_result(), "requested_languages": ctx.ocr_languages}}
+    if doc is None:
+        duration_s = round(segments[-1].end_s, 2) if segments else 0.0
+        result = {
+            "transcript": {"model": model, "segments": len(segments), "duration_s": duration_s}
+        }
+    if len(rows) <= max(1, s.embed_checkpoint_rows):
+        await _embed_whole_file(res, job, ctx, rows, result)
+        return True
     try:
         async with res.pool.connection() as conn, conn.transaction():
             if await jobs_db.is_cancel_requested(conn, job_id=job["id"]):
@@ -282,17 +297,7 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
             await chunks_db.replace_chunks(
                 conn, store_id=job["vector_store_id"], file_id=job["file_id"], chunks=rows
             )
-            if doc is not None and doc.ocr is not None:
-                result = {**doc.ocr.as_result(), "requested_languages": ctx.ocr_languages}
-                await jobs_db.set_result(conn, job_id=job["id"], result={"ocr": result})
-            if doc is None:
-                transcript = {
-                    "model": model,
-                    "segments": len(segments),
-                    "duration_s": round(segments[-1].end_s, 2) if segments else 0.0,
-                }
-                await jobs_db.set_result(conn, job_id=job["id"], result={"transcript": transcript})
-                await transcripts_db.forget_segments(conn, job_id=job["id"])
+            await _write_result(conn, job, result)
             await jobs_db.set_stage(
                 conn,
                 job_id=job["id"],
@@ -307,6 +312,77 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
         raise JobCancelled("the file left the store") from exc
     except psycopg.OperationalError as exc:
         raise _StageError("chunking", exc) from exc
+    return False
+
+
+async def _write_result(
+    conn: psycopg.AsyncConnection[Any], job: dict[str, Any], result: dict[str, Any] | None
+) -> None:
+    if result is None:
+        return
+    await jobs_db.set_result(conn, job_id=job["id"], result=result)
+    if "transcript" in result:  # the transcript is in the chunks now
+        await transcripts_db.forget_segments(conn, job_id=job["id"])
+
+
+async def _embed_whole_file(
+    res: WorkerResources,
+    job: dict[str, Any],
+    ctx: IngestContext,
+    rows: list[tuple[int, str, bytes, int, dict[str, Any] | None]],
+    result: dict[str, Any] | None,
+) -> None:
+    """A file of one checkpoint: its vectors are computed before anything is stored, then
+    chunks, vectors, the job's result and its progress commit together. Each row and its
+    indexes are written once instead of twice (stored, then given a vector), and the reads
+    between are gone. A kill before the commit re-parses the file on the next attempt:
+    nothing a client saw is lost, only one checkpoint's work, as on the long path."""
+    model = ctx.source.embedding_model
+    try:
+        async with res.pool.connection() as conn:
+            await jobs_db.set_stage(
+                conn,
+                job_id=job["id"],
+                stage="embedding",
+                progress_done=0,
+                progress_total=len(rows),
+                progress_unit="chunks",
+            )
+    except psycopg.OperationalError as exc:
+        raise _StageError("chunking", exc) from exc
+    job["stage"] = "embedding"
+    cache_key = embedding_cache_model(model, res.embedder)
+    try:
+        vectors, fresh, timings = await _vectors(res, job, cache_key, [(r[1], r[2]) for r in rows])
+        async with res.pool.connection() as conn, conn.transaction():
+            await chunks_db.replace_embedded_chunks(
+                conn,
+                store_id=job["vector_store_id"],
+                file_id=job["file_id"],
+                project_id=job["project_id"],
+                model=cache_key,
+                chunks=[(*row, vec) for row, vec in zip(rows, vectors, strict=True)],
+                new_digests=fresh,
+            )
+            await _write_result(conn, job, result)
+            cancelled = await jobs_db.record_checkpoint(
+                conn,
+                job_id=job["id"],
+                done=len(rows),
+                computed=len(fresh),
+                cached=len(rows) - len(fresh),
+                timings=timings,
+                chunks_stored=True,
+            )
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise JobCancelled("the file left the store") from exc
+    except (JobCancelled, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        raise _StageError("embedding", exc, batch=0, chunk_index=rows[0][0]) from exc
+    metrics.chunks_embedded(res.embedder, len(rows))
+    if cancelled:
+        raise JobCancelled("cancel requested")
 
 
 async def _transcribe(
@@ -372,33 +448,15 @@ async def _embed_checkpoint(
     cache_key = embedding_cache_model(model, res.embedder)  # int8 vectors kept apart
     try:
         digests = [bytes(r["text_sha256"]) for r in rows]
-        async with res.pool.connection() as conn:
-            cached = await chunks_db.cached_embeddings(
-                conn, project_id=job["project_id"], model=cache_key, digests=digests
-            )
-        missing = [r for r, d in zip(rows, digests, strict=True) if d not in cached]
-        computed: dict[bytes, Any] = {}
-        timings: dict[str, float] = {}
-        if missing:
-            texts = [r["text"] for r in missing]
-            if res.model_queue is not None:  # local model: calls shared with other jobs
-                report = None
-                vectors, timings = await res.model_queue.embed(texts)
-            else:
-                vectors, report, timings = await asyncio.to_thread(_embed_with_report, res, texts)
-            computed = {bytes(r["text_sha256"]): v for r, v in zip(missing, vectors, strict=True)}
-            if report is not None and report.retries:
-                async with res.pool.connection() as conn:
-                    await jobs_db.note_vendor_retries(
-                        conn,
-                        job=job,
-                        retries=report.retries,
-                        last_status=report.last_status,
-                        detail=f"checkpoint {checkpoint_no}: {report.last_error}",
-                    )
+        vectors, fresh, timings = await _vectors(
+            res,
+            job,
+            cache_key,
+            [(r["text"], d) for r, d in zip(rows, digests, strict=True)],
+            checkpoint_no=checkpoint_no,
+        )
         vectors_by_row = [
-            (r["chunk_index"], d, cached[d] if d in cached else computed[d])
-            for r, d in zip(rows, digests, strict=True)
+            (r["chunk_index"], d, v) for r, d, v in zip(rows, digests, vectors, strict=True)
         ]
         async with res.pool.connection() as conn, conn.transaction():
             await chunks_db.write_embeddings(
@@ -408,14 +466,14 @@ async def _embed_checkpoint(
                 project_id=job["project_id"],
                 model=cache_key,
                 rows=vectors_by_row,
-                new_digests=set(computed),
+                new_digests=fresh,
             )
             return await jobs_db.record_checkpoint(
                 conn,
                 job_id=job["id"],
                 done=done + len(rows),
-                computed=len(missing),
-                cached=len(rows) - len(missing),
+                computed=len(fresh),
+                cached=len(rows) - len(fresh),
                 timings=timings,
             )
     except psycopg.errors.ForeignKeyViolation as exc:
@@ -424,6 +482,44 @@ async def _embed_checkpoint(
         raise
     except Exception as exc:
         raise _StageError("embedding", exc, batch=checkpoint_no, chunk_index=first) from exc
+
+
+async def _vectors(
+    res: WorkerResources,
+    job: dict[str, Any],
+    cache_key: str,
+    texts: list[tuple[str, bytes]],
+    *,
+    checkpoint_no: int = 0,
+) -> tuple[list[Any], set[bytes], dict[str, float]]:
+    """Vectors of (text, sha256) pairs in order: the project's cached ones, the rest from the
+    embedder. Returns them, the digests computed now, and the model's timings."""
+    digests = [d for _, d in texts]
+    async with res.pool.connection() as conn:
+        cached = await chunks_db.cached_embeddings(
+            conn, project_id=job["project_id"], model=cache_key, digests=digests
+        )
+    missing = [(t, d) for t, d in texts if d not in cached]
+    computed: dict[bytes, Any] = {}
+    timings: dict[str, float] = {}
+    if missing:
+        asked = [t for t, _ in missing]
+        if res.model_queue is not None:  # local model: calls shared with other jobs
+            report = None
+            vectors, timings = await res.model_queue.embed(asked)
+        else:
+            vectors, report, timings = await asyncio.to_thread(_embed_with_report, res, asked)
+        computed = {d: v for (_, d), v in zip(missing, vectors, strict=True)}
+        if report is not None and report.retries:
+            async with res.pool.connection() as conn:
+                await jobs_db.note_vendor_retries(
+                    conn,
+                    job=job,
+                    retries=report.retries,
+                    last_status=report.last_status,
+                    detail=f"checkpoint {checkpoint_no}: {report.last_error}",
+                )
+    return [cached[d] if d in cached else computed[d] for d in digests], set(computed), timings
 
 
 def _embed_with_report(res: WorkerResources, texts: list[str]) -> tuple[Any, Any, dict[str, float]]:

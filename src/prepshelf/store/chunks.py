@@ -42,6 +42,41 @@ async def replace_chunks(
             )
 
 
+async def replace_embedded_chunks(
+    conn: AsyncConnection[Any],
+    *,
+    store_id: str,
+    file_id: str,
+    project_id: str,
+    model: str,
+    chunks: Sequence[tuple[int, str, bytes, int, dict[str, Any] | None, np.ndarray]],
+    new_digests: set[bytes],
+) -> None:
+    """Store a file's chunks with their vectors at once, replacing any, and cache the newly
+    computed vectors: one write per row and per index, where storing then setting the vector
+    writes every row (and its indexes) twice. Runs inside the caller's transaction."""
+    await conn.execute(
+        "DELETE FROM chunks WHERE vector_store_id = %s AND file_id = %s", [store_id, file_id]
+    )
+    async with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY chunks (vector_store_id, file_id, chunk_index, text, text_sha256, token_count, "
+            "attributes, embedding) FROM STDIN"
+        ) as copy,
+    ):
+        for index, text, digest, tokens, attributes, vector in chunks:
+            await copy.write_row(
+                (store_id, file_id, index, text, digest, tokens, _jsonb(attributes), vector)
+            )
+    await _cache_vectors(
+        conn,
+        project_id=project_id,
+        model=model,
+        fresh={c[2]: c[5] for c in chunks if c[2] in new_digests},
+    )
+
+
 def _jsonb(value: dict[str, Any] | None) -> Jsonb | None:
     return Jsonb(value) if value is not None else None
 
@@ -118,8 +153,19 @@ async def write_embeddings(
                WHERE vector_store_id = %s AND file_id = %s AND chunk_index = %s""",
             [(vec, store_id, file_id, index) for index, _, vec in rows],
         )
-        fresh = {digest: vec for _, digest, vec in rows if digest in new_digests}
-        if fresh:
+    await _cache_vectors(
+        conn,
+        project_id=project_id,
+        model=model,
+        fresh={digest: vec for _, digest, vec in rows if digest in new_digests},
+    )
+
+
+async def _cache_vectors(
+    conn: AsyncConnection[Any], *, project_id: str, model: str, fresh: dict[bytes, np.ndarray]
+) -> None:
+    if fresh:
+        async with conn.cursor() as cur:
             await cur.executemany(
                 """INSERT INTO embedding_cache (project_id, model, text_sha256, embedding)
                    VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""",

@@ -260,6 +260,7 @@ async def record_checkpoint(
     computed: int,
     cached: int,
     timings: dict[str, float] | None = None,
+    chunks_stored: bool | None = None,
 ) -> bool:
     """Advance progress after a checkpoint is written; returns True when cancel was requested.
 
@@ -279,9 +280,10 @@ async def record_checkpoint(
                   checkpoints_reused = checkpoints_reused + (CASE WHEN %s = 0 THEN 1 ELSE 0 END),
                   embeddings_computed = embeddings_computed + %s,
                   embeddings_cached = embeddings_cached + %s,
+                  chunks_stored = coalesce(%s, chunks_stored),
                   heartbeat_at = clock_timestamp()
            WHERE id = %s RETURNING cancel_requested""",
-        [done, Jsonb(timings or {}), computed, computed, computed, cached, job_id],
+        [done, Jsonb(timings or {}), computed, computed, computed, cached, chunks_stored, job_id],
     )
     row = await cur.fetchone()
     return bool(row and row["cancel_requested"])
