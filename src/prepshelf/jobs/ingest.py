@@ -1,15 +1,15 @@
 """The ingest job: parse → chunk → embed → index one file of one vector store.
 
-Checkpoints make every step safe to run twice: chunks are stored (without vectors) in one
-transaction before embedding starts, and each embedded checkpoint is written with the job's
-progress in one transaction. A job picked up again continues at the first chunk without a
-vector; an unchanged text is never embedded twice in a project (cache keyed by project, model
-and sha256: another project's texts are never visible, not even as a cache hit), and a file
-whose bytes were ingested before in the project (same chunking and model) copies those chunks
-and vectors instead of being parsed at all.
+Every step is safe to run twice: a file's chunks are stored before its embedding runs over
+several checkpoints (`jobs/ingest_embed.py`), or, for a file of one checkpoint, with their
+vectors in the same transaction as its progress. A job picked up again continues at the first
+chunk without a vector; an unchanged text is never embedded twice in a project (cache keyed by
+project, model and sha256: another project's texts are never visible, not even as a cache
+hit), and a file whose bytes were ingested before in the project (same chunking and model)
+copies those chunks and vectors instead of being parsed at all.
 
 A worker runs several of these at once (`ingest_concurrency`): while one file's chunks are in
-the model, the next file is parsed and chunked; the model lock keeps model calls one at a time.
+the model, the next file is parsed and chunked; their texts share the model's calls.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import time
 from typing import Any
 
 import psycopg
@@ -29,12 +28,13 @@ from prepshelf.errors import FileProcessingError, InvalidFileError
 from prepshelf.jobs.expand import expand_archive_job
 from prepshelf.jobs.failures import is_transient, retry_if_transient
 from prepshelf.jobs.ingest_context import IngestContext, load_context
+from prepshelf.jobs.ingest_embed import embed_all, embed_whole_file, write_result
+from prepshelf.jobs.ingest_errors import JobCancelled, StageError
 from prepshelf.jobs.ocr import OcrCancelled, OcrProgress, ocr_options
 from prepshelf.jobs.resources import WorkerResources
 from prepshelf.jobs.retry import RequeueJob
 from prepshelf.jobs.transcribe import TranscriptionCancelled, transcribe, transcription_model
 from prepshelf.pipeline.chunk import ChunkingStrategy, chunk_text
-from prepshelf.pipeline.embed import Embedder, embedding_cache_model
 from prepshelf.pipeline.pages import chunk_attributes
 from prepshelf.pipeline.parse import ArchiveFileError, MediaFileError, ParsedDocument
 from prepshelf.pipeline.sandbox import parse_in_subprocess
@@ -42,19 +42,8 @@ from prepshelf.pipeline.tokenizer import load_tokenizer
 from prepshelf.pipeline.transcript import SegmentTranscript, transcript_chunks
 from prepshelf.store import chunks as chunks_db
 from prepshelf.store import jobs as jobs_db
-from prepshelf.store import transcripts as transcripts_db
 
 log = logging.getLogger(__name__)
-
-
-class JobCancelled(Exception):
-    """The job was cancelled, or its file left the store, while it ran."""
-
-
-class _StageError(Exception):
-    def __init__(self, stage: str, cause: BaseException, **where: Any) -> None:
-        super().__init__(str(cause))
-        self.stage, self.cause, self.where = stage, cause, where
 
 
 async def run_ingest(res: WorkerResources, job_id: str) -> None:
@@ -76,13 +65,13 @@ async def run_ingest(res: WorkerResources, job_id: str) -> None:
         async with res.pool.connection() as conn:
             await jobs_db.release_job(conn, job=job, reason="released: worker shutting down")
         raise RequeueJob("worker shutting down") from None
-    except _StageError as err:
+    except StageError as err:
         await _handle_failure(res, job, err)
     except Exception as exc:  # bookkeeping between stages (e.g. the database went away)
-        await _handle_failure(res, job, _StageError(job.get("stage") or "starting", exc))
+        await _handle_failure(res, job, StageError(job.get("stage") or "starting", exc))
 
 
-async def _handle_failure(res: WorkerResources, job: dict[str, Any], err: _StageError) -> None:
+async def _handle_failure(res: WorkerResources, job: dict[str, Any], err: StageError) -> None:
     cause = err.cause
     transient = is_transient(cause)
     error = _error_body(job, err, transient=transient)
@@ -108,7 +97,7 @@ async def _handle_failure(res: WorkerResources, job: dict[str, Any], err: _Stage
         await metrics.observe_finished_job(conn, job_id=job["id"])
 
 
-def _error_body(job: dict[str, Any], err: _StageError, *, transient: bool) -> dict[str, Any]:
+def _error_body(job: dict[str, Any], err: StageError, *, transient: bool) -> dict[str, Any]:
     cause = err.cause
     if isinstance(cause, FileProcessingError):
         code, reason = cause.code, cause.message
@@ -140,7 +129,7 @@ async def _ingest(res: WorkerResources, job: dict[str, Any]) -> None:
     elif not job["chunks_stored"]:
         try:
             embedded = await _parse_and_chunk(res, job, ctx)
-        except _StageError as err:
+        except StageError as err:
             if not isinstance(err.cause, ArchiveFileError):
                 raise
             await _expand(res, job, ctx)
@@ -148,7 +137,7 @@ async def _ingest(res: WorkerResources, job: dict[str, Any]) -> None:
     else:
         await _enter_stage(res, job, "embedding")
     if not embedded:
-        await _embed_all(res, job, ctx.source.embedding_model)
+        await embed_all(res, job, ctx.source.embedding_model)
     await _enter_stage(res, job, "indexing")
     async with res.pool.connection() as conn:
         size = await chunks_db.usage_bytes(conn, store_id=store_id, file_id=file_id)
@@ -169,7 +158,7 @@ async def _expand(res: WorkerResources, job: dict[str, Any], ctx: IngestContext)
     try:
         expanded = await expand_archive_job(res, job, ctx)
     except Exception as exc:
-        raise _StageError("expanding", exc) from exc
+        raise StageError("expanding", exc) from exc
     if not expanded:
         raise JobCancelled("cancel requested")
 
@@ -208,7 +197,7 @@ async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: IngestConte
     except psycopg.errors.ForeignKeyViolation as exc:
         raise JobCancelled("the file left the store") from exc
     except psycopg.OperationalError as exc:
-        raise _StageError("parsing", exc) from exc
+        raise StageError("parsing", exc) from exc
     if copied is None or copied[1] == 0:
         return False
     twin, count = copied
@@ -250,10 +239,10 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
     except MediaFileError as exc:
         model = transcription_model(s, res.upstreams)
         if model is None:  # the message says what to configure
-            raise _StageError(job["stage"], exc) from exc
+            raise StageError(job["stage"], exc) from exc
         segments = await _transcribe(res, job, ctx, model)
     except Exception as exc:
-        raise _StageError(job["stage"], exc) from exc  # "parsing", or "ocr" once pages were read
+        raise StageError(job["stage"], exc) from exc  # "parsing", or "ocr" once pages were read
 
     await _enter_stage(res, job, "chunking")
     static = ctx.source.chunking_strategy["static"]
@@ -273,7 +262,7 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
         if not pieces:
             raise InvalidFileError("no speech found" if doc is None else "no extractable text")
     except Exception as exc:
-        raise _StageError("chunking", exc) from exc
+        raise StageError("chunking", exc) from exc
 
     rows = [
         (p.index, p.text, hashlib.sha256(p.text.encode()).digest(), p.token_count, attrs)
@@ -288,7 +277,7 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
             "transcript": {"model": model, "segments": len(segments), "duration_s": duration_s}
         }
     if len(rows) <= max(1, s.embed_checkpoint_rows):
-        await _embed_whole_file(res, job, ctx, rows, result)
+        await embed_whole_file(res, job, ctx, rows, result)
         return True
     try:
         async with res.pool.connection() as conn, conn.transaction():
@@ -297,7 +286,7 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
             await chunks_db.replace_chunks(
                 conn, store_id=job["vector_store_id"], file_id=job["file_id"], chunks=rows
             )
-            await _write_result(conn, job, result)
+            await write_result(conn, job, result)
             await jobs_db.set_stage(
                 conn,
                 job_id=job["id"],
@@ -311,78 +300,8 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
     except psycopg.errors.ForeignKeyViolation as exc:
         raise JobCancelled("the file left the store") from exc
     except psycopg.OperationalError as exc:
-        raise _StageError("chunking", exc) from exc
+        raise StageError("chunking", exc) from exc
     return False
-
-
-async def _write_result(
-    conn: psycopg.AsyncConnection[Any], job: dict[str, Any], result: dict[str, Any] | None
-) -> None:
-    if result is None:
-        return
-    await jobs_db.set_result(conn, job_id=job["id"], result=result)
-    if "transcript" in result:  # the transcript is in the chunks now
-        await transcripts_db.forget_segments(conn, job_id=job["id"])
-
-
-async def _embed_whole_file(
-    res: WorkerResources,
-    job: dict[str, Any],
-    ctx: IngestContext,
-    rows: list[tuple[int, str, bytes, int, dict[str, Any] | None]],
-    result: dict[str, Any] | None,
-) -> None:
-    """A file of one checkpoint: its vectors are computed before anything is stored, then
-    chunks, vectors, the job's result and its progress commit together. Each row and its
-    indexes are written once instead of twice (stored, then given a vector), and the reads
-    between are gone. A kill before the commit re-parses the file on the next attempt:
-    nothing a client saw is lost, only one checkpoint's work, as on the long path."""
-    model = ctx.source.embedding_model
-    try:
-        async with res.pool.connection() as conn:
-            await jobs_db.set_stage(
-                conn,
-                job_id=job["id"],
-                stage="embedding",
-                progress_done=0,
-                progress_total=len(rows),
-                progress_unit="chunks",
-            )
-    except psycopg.OperationalError as exc:
-        raise _StageError("chunking", exc) from exc
-    job["stage"] = "embedding"
-    cache_key = embedding_cache_model(model, res.embedder)
-    try:
-        vectors, fresh, timings = await _vectors(res, job, cache_key, [(r[1], r[2]) for r in rows])
-        async with res.pool.connection() as conn, conn.transaction():
-            await chunks_db.replace_embedded_chunks(
-                conn,
-                store_id=job["vector_store_id"],
-                file_id=job["file_id"],
-                project_id=job["project_id"],
-                model=cache_key,
-                chunks=[(*row, vec) for row, vec in zip(rows, vectors, strict=True)],
-                new_digests=fresh,
-            )
-            await _write_result(conn, job, result)
-            cancelled = await jobs_db.record_checkpoint(
-                conn,
-                job_id=job["id"],
-                done=len(rows),
-                computed=len(fresh),
-                cached=len(rows) - len(fresh),
-                timings=timings,
-                chunks_stored=True,
-            )
-    except psycopg.errors.ForeignKeyViolation as exc:
-        raise JobCancelled("the file left the store") from exc
-    except (JobCancelled, asyncio.CancelledError):
-        raise
-    except Exception as exc:
-        raise _StageError("embedding", exc, batch=0, chunk_index=rows[0][0]) from exc
-    metrics.chunks_embedded(res.embedder, len(rows))
-    if cancelled:
-        raise JobCancelled("cancel requested")
 
 
 async def _transcribe(
@@ -400,138 +319,6 @@ async def _transcribe(
     except TranscriptionCancelled as exc:
         raise JobCancelled("cancel requested") from exc
     except Exception as exc:
-        raise _StageError("transcribing", exc) from exc
+        raise StageError("transcribing", exc) from exc
     finally:
         await asyncio.to_thread(stack.close)
-
-
-async def _embed_all(res: WorkerResources, job: dict[str, Any], model: str) -> None:
-    store_id, file_id = job["vector_store_id"], job["file_id"]
-    async with res.pool.connection() as conn:
-        done = await chunks_db.count_embedded(conn, store_id=store_id, file_id=file_id)
-    step_rows = max(1, res.settings.embed_checkpoint_rows)
-    checkpoint_no = done // step_rows
-    while True:
-        # A checkpoint holds several model batches: the model sorts them by length (less
-        # padding) and the database sees one write per checkpoint, not per model batch.
-        async with res.pool.connection() as conn:
-            rows = await chunks_db.next_unembedded(
-                conn, store_id=store_id, file_id=file_id, limit=step_rows
-            )
-        if not rows:
-            return
-        # Finish the checkpoint in flight even when the worker is told to stop: a shutdown then
-        # loses no computed vectors, and the job resumes at the next checkpoint elsewhere.
-        step = asyncio.ensure_future(_embed_checkpoint(res, job, model, rows, done, checkpoint_no))
-        try:
-            cancelled = await asyncio.shield(step)
-        except asyncio.CancelledError:
-            await step
-            raise
-        done += len(rows)
-        metrics.chunks_embedded(res.embedder, len(rows))
-        checkpoint_no += 1
-        if cancelled:
-            raise JobCancelled("cancel requested")
-
-
-async def _embed_checkpoint(
-    res: WorkerResources,
-    job: dict[str, Any],
-    model: str,
-    rows: list[dict[str, Any]],
-    done: int,
-    checkpoint_no: int,
-) -> bool:
-    store_id, file_id = job["vector_store_id"], job["file_id"]
-    first = rows[0]["chunk_index"]
-    cache_key = embedding_cache_model(model, res.embedder)  # int8 vectors kept apart
-    try:
-        digests = [bytes(r["text_sha256"]) for r in rows]
-        vectors, fresh, timings = await _vectors(
-            res,
-            job,
-            cache_key,
-            [(r["text"], d) for r, d in zip(rows, digests, strict=True)],
-            checkpoint_no=checkpoint_no,
-        )
-        vectors_by_row = [
-            (r["chunk_index"], d, v) for r, d, v in zip(rows, digests, vectors, strict=True)
-        ]
-        async with res.pool.connection() as conn, conn.transaction():
-            await chunks_db.write_embeddings(
-                conn,
-                store_id=store_id,
-                file_id=file_id,
-                project_id=job["project_id"],
-                model=cache_key,
-                rows=vectors_by_row,
-                new_digests=fresh,
-            )
-            return await jobs_db.record_checkpoint(
-                conn,
-                job_id=job["id"],
-                done=done + len(rows),
-                computed=len(fresh),
-                cached=len(rows) - len(fresh),
-                timings=timings,
-            )
-    except psycopg.errors.ForeignKeyViolation as exc:
-        raise JobCancelled("the file left the store") from exc
-    except (JobCancelled, asyncio.CancelledError):
-        raise
-    except Exception as exc:
-        raise _StageError("embedding", exc, batch=checkpoint_no, chunk_index=first) from exc
-
-
-async def _vectors(
-    res: WorkerResources,
-    job: dict[str, Any],
-    cache_key: str,
-    texts: list[tuple[str, bytes]],
-    *,
-    checkpoint_no: int = 0,
-) -> tuple[list[Any], set[bytes], dict[str, float]]:
-    """Vectors of (text, sha256) pairs in order: the project's cached ones, the rest from the
-    embedder. Returns them, the digests computed now, and the model's timings."""
-    digests = [d for _, d in texts]
-    async with res.pool.connection() as conn:
-        cached = await chunks_db.cached_embeddings(
-            conn, project_id=job["project_id"], model=cache_key, digests=digests
-        )
-    missing = [(t, d) for t, d in texts if d not in cached]
-    computed: dict[bytes, Any] = {}
-    timings: dict[str, float] = {}
-    if missing:
-        asked = [t for t, _ in missing]
-        if res.model_queue is not None:  # local model: calls shared with other jobs
-            report = None
-            vectors, timings = await res.model_queue.embed(asked)
-        else:
-            vectors, report, timings = await asyncio.to_thread(_embed_with_report, res, asked)
-        computed = {d: v for (_, d), v in zip(missing, vectors, strict=True)}
-        if report is not None and report.retries:
-            async with res.pool.connection() as conn:
-                await jobs_db.note_vendor_retries(
-                    conn,
-                    job=job,
-                    retries=report.retries,
-                    last_status=report.last_status,
-                    detail=f"checkpoint {checkpoint_no}: {report.last_error}",
-                )
-    return [cached[d] if d in cached else computed[d] for d in digests], set(computed), timings
-
-
-def _embed_with_report(res: WorkerResources, texts: list[str]) -> tuple[Any, Any, dict[str, float]]:
-    """Embed in this thread; return the vectors, what the vendor put us through (remote
-    only) and the seconds spent waiting for the model and in the model itself."""
-    embedder: Embedder = res.embedder
-    asked = time.perf_counter()
-    with res.model_lock:
-        started = time.perf_counter()
-        vectors = embedder.embed(texts)
-        timings = {
-            "embedding.model": time.perf_counter() - started,
-            "embedding.wait": started - asked,
-        }
-    return vectors, getattr(embedder, "last_report", None), timings

@@ -1,0 +1,225 @@
+"""The embedding stage of an ingest job: checkpoint by checkpoint, or a small file at once.
+
+Each checkpoint's vectors come from the project's cache or the embedder and are written with
+the job's progress in one transaction; a job picked up again continues at the first chunk
+without a vector. A file of one checkpoint is embedded before its chunks are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import psycopg
+
+from prepshelf import metrics
+from prepshelf.jobs.ingest_context import IngestContext
+from prepshelf.jobs.ingest_errors import JobCancelled, StageError
+from prepshelf.jobs.resources import WorkerResources
+from prepshelf.pipeline.embed import Embedder, embedding_cache_model
+from prepshelf.store import chunks as chunks_db
+from prepshelf.store import jobs as jobs_db
+from prepshelf.store import transcripts as transcripts_db
+
+
+async def write_result(
+    conn: psycopg.AsyncConnection[Any], job: dict[str, Any], result: dict[str, Any] | None
+) -> None:
+    if result is None:
+        return
+    await jobs_db.set_result(conn, job_id=job["id"], result=result)
+    if "transcript" in result:  # the transcript is in the chunks now
+        await transcripts_db.forget_segments(conn, job_id=job["id"])
+
+
+async def embed_whole_file(
+    res: WorkerResources,
+    job: dict[str, Any],
+    ctx: IngestContext,
+    rows: list[tuple[int, str, bytes, int, dict[str, Any] | None]],
+    result: dict[str, Any] | None,
+) -> None:
+    """A file of one checkpoint: its vectors are computed before anything is stored, then
+    chunks, vectors, the job's result and its progress commit together. Each row and its
+    indexes are written once instead of twice (stored, then given a vector), and the reads
+    between are gone. A kill before the commit re-parses the file on the next attempt:
+    nothing a client saw is lost, only one checkpoint's work, as on the long path."""
+    model = ctx.source.embedding_model
+    try:
+        async with res.pool.connection() as conn:
+            await jobs_db.set_stage(
+                conn,
+                job_id=job["id"],
+                stage="embedding",
+                progress_done=0,
+                progress_total=len(rows),
+                progress_unit="chunks",
+            )
+    except psycopg.OperationalError as exc:
+        raise StageError("chunking", exc) from exc
+    job["stage"] = "embedding"
+    cache_key = embedding_cache_model(model, res.embedder)
+    try:
+        vectors, fresh, timings = await _vectors(res, job, cache_key, [(r[1], r[2]) for r in rows])
+        async with res.pool.connection() as conn, conn.transaction():
+            await chunks_db.replace_embedded_chunks(
+                conn,
+                store_id=job["vector_store_id"],
+                file_id=job["file_id"],
+                project_id=job["project_id"],
+                model=cache_key,
+                chunks=[(*row, vec) for row, vec in zip(rows, vectors, strict=True)],
+                new_digests=fresh,
+            )
+            await write_result(conn, job, result)
+            cancelled = await jobs_db.record_checkpoint(
+                conn,
+                job_id=job["id"],
+                done=len(rows),
+                computed=len(fresh),
+                cached=len(rows) - len(fresh),
+                timings=timings,
+                chunks_stored=True,
+            )
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise JobCancelled("the file left the store") from exc
+    except (JobCancelled, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        raise StageError("embedding", exc, batch=0, chunk_index=rows[0][0]) from exc
+    metrics.chunks_embedded(res.embedder, len(rows))
+    if cancelled:
+        raise JobCancelled("cancel requested")
+
+
+async def embed_all(res: WorkerResources, job: dict[str, Any], model: str) -> None:
+    store_id, file_id = job["vector_store_id"], job["file_id"]
+    async with res.pool.connection() as conn:
+        done = await chunks_db.count_embedded(conn, store_id=store_id, file_id=file_id)
+    step_rows = max(1, res.settings.embed_checkpoint_rows)
+    checkpoint_no = done // step_rows
+    while True:
+        # A checkpoint holds several model batches: the model sorts them by length (less
+        # padding) and the database sees one write per checkpoint, not per model batch.
+        async with res.pool.connection() as conn:
+            rows = await chunks_db.next_unembedded(
+                conn, store_id=store_id, file_id=file_id, limit=step_rows
+            )
+        if not rows:
+            return
+        # Finish the checkpoint in flight even when the worker is told to stop: a shutdown then
+        # loses no computed vectors, and the job resumes at the next checkpoint elsewhere.
+        step = asyncio.ensure_future(_embed_checkpoint(res, job, model, rows, done, checkpoint_no))
+        try:
+            cancelled = await asyncio.shield(step)
+        except asyncio.CancelledError:
+            await step
+            raise
+        done += len(rows)
+        metrics.chunks_embedded(res.embedder, len(rows))
+        checkpoint_no += 1
+        if cancelled:
+            raise JobCancelled("cancel requested")
+
+
+async def _embed_checkpoint(
+    res: WorkerResources,
+    job: dict[str, Any],
+    model: str,
+    rows: list[dict[str, Any]],
+    done: int,
+    checkpoint_no: int,
+) -> bool:
+    store_id, file_id = job["vector_store_id"], job["file_id"]
+    first = rows[0]["chunk_index"]
+    cache_key = embedding_cache_model(model, res.embedder)  # int8 vectors kept apart
+    try:
+        digests = [bytes(r["text_sha256"]) for r in rows]
+        vectors, fresh, timings = await _vectors(
+            res,
+            job,
+            cache_key,
+            [(r["text"], d) for r, d in zip(rows, digests, strict=True)],
+            checkpoint_no=checkpoint_no,
+        )
+        vectors_by_row = [
+            (r["chunk_index"], d, v) for r, d, v in zip(rows, digests, vectors, strict=True)
+        ]
+        async with res.pool.connection() as conn, conn.transaction():
+            await chunks_db.write_embeddings(
+                conn,
+                store_id=store_id,
+                file_id=file_id,
+                project_id=job["project_id"],
+                model=cache_key,
+                rows=vectors_by_row,
+                new_digests=fresh,
+            )
+            return await jobs_db.record_checkpoint(
+                conn,
+                job_id=job["id"],
+                done=done + len(rows),
+                computed=len(fresh),
+                cached=len(rows) - len(fresh),
+                timings=timings,
+            )
+    except psycopg.errors.ForeignKeyViolation as exc:
+        raise JobCancelled("the file left the store") from exc
+    except (JobCancelled, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        raise StageError("embedding", exc, batch=checkpoint_no, chunk_index=first) from exc
+
+
+async def _vectors(
+    res: WorkerResources,
+    job: dict[str, Any],
+    cache_key: str,
+    texts: list[tuple[str, bytes]],
+    *,
+    checkpoint_no: int = 0,
+) -> tuple[list[Any], set[bytes], dict[str, float]]:
+    """Vectors of (text, sha256) pairs in order: the project's cached ones, the rest from the
+    embedder. Returns them, the digests computed now, and the model's timings."""
+    digests = [d for _, d in texts]
+    async with res.pool.connection() as conn:
+        cached = await chunks_db.cached_embeddings(
+            conn, project_id=job["project_id"], model=cache_key, digests=digests
+        )
+    missing = [(t, d) for t, d in texts if d not in cached]
+    computed: dict[bytes, Any] = {}
+    timings: dict[str, float] = {}
+    if missing:
+        asked = [t for t, _ in missing]
+        if res.model_queue is not None:  # local model: calls shared with other jobs
+            report = None
+            vectors, timings = await res.model_queue.embed(asked)
+        else:
+            vectors, report, timings = await asyncio.to_thread(_embed_with_report, res, asked)
+        computed = {d: v for (_, d), v in zip(missing, vectors, strict=True)}
+        if report is not None and report.retries:
+            async with res.pool.connection() as conn:
+                await jobs_db.note_vendor_retries(
+                    conn,
+                    job=job,
+                    retries=report.retries,
+                    last_status=report.last_status,
+                    detail=f"checkpoint {checkpoint_no}: {report.last_error}",
+                )
+    return [cached[d] if d in cached else computed[d] for d in digests], set(computed), timings
+
+
+def _embed_with_report(res: WorkerResources, texts: list[str]) -> tuple[Any, Any, dict[str, float]]:
+    """Embed in this thread; return the vectors, what the vendor put us through (remote
+    only) and the seconds spent waiting for the model and in the model itself."""
+    embedder: Embedder = res.embedder
+    asked = time.perf_counter()
+    with res.model_lock:
+        started = time.perf_counter()
+        vectors = embedder.embed(texts)
+        timings = {
+            "embedding.model": time.perf_counter() - started,
+            "embedding.wait": started - asked,
+        }
+    return vectors, getattr(embedder, "last_report", None), timings
