@@ -26,6 +26,19 @@ async def replace_chunks(
 
     Runs inside the caller's transaction; COPY keeps a 3,000-chunk file to one round trip.
     """
+    await _copy_chunks(conn, store_id, file_id, chunks, columns="")
+
+
+async def _copy_chunks(
+    conn: AsyncConnection[Any],
+    store_id: str,
+    file_id: str,
+    chunks: Sequence[tuple[Any, ...]],
+    *,
+    columns: str,
+) -> None:
+    """Replace the file's chunks by `chunks` (index, text, sha256, tokens, attributes, and
+    the values of `columns`, e.g. ", embedding") in one COPY."""
     await conn.execute(
         "DELETE FROM chunks WHERE vector_store_id = %s AND file_id = %s", [store_id, file_id]
     )
@@ -33,12 +46,12 @@ async def replace_chunks(
         conn.cursor() as cur,
         cur.copy(
             "COPY chunks (vector_store_id, file_id, chunk_index, text, text_sha256, token_count, "
-            "attributes) FROM STDIN"
+            f"attributes{columns}) FROM STDIN"
         ) as copy,
     ):
-        for index, text, digest, tokens, attributes in chunks:
+        for index, text, digest, tokens, attributes, *more in chunks:
             await copy.write_row(
-                (store_id, file_id, index, text, digest, tokens, _jsonb(attributes))
+                (store_id, file_id, index, text, digest, tokens, _jsonb(attributes), *more)
             )
 
 
@@ -55,20 +68,7 @@ async def replace_embedded_chunks(
     """Store a file's chunks with their vectors at once, replacing any, and cache the newly
     computed vectors: one write per row and per index, where storing then setting the vector
     writes every row (and its indexes) twice. Runs inside the caller's transaction."""
-    await conn.execute(
-        "DELETE FROM chunks WHERE vector_store_id = %s AND file_id = %s", [store_id, file_id]
-    )
-    async with (
-        conn.cursor() as cur,
-        cur.copy(
-            "COPY chunks (vector_store_id, file_id, chunk_index, text, text_sha256, token_count, "
-            "attributes, embedding) FROM STDIN"
-        ) as copy,
-    ):
-        for index, text, digest, tokens, attributes, vector in chunks:
-            await copy.write_row(
-                (store_id, file_id, index, text, digest, tokens, _jsonb(attributes), vector)
-            )
+    await _copy_chunks(conn, store_id, file_id, chunks, columns=", embedding")
     await _cache_vectors(
         conn,
         project_id=project_id,
