@@ -42,16 +42,6 @@ def bind(**ids: str | None) -> None:
             _VARS[name].set(value)
 
 
-def bind_job(job: dict[str, Any]) -> None:
-    bind(
-        job_id=job.get("id"),
-        file_id=job.get("file_id"),
-        vector_store_id=job.get("vector_store_id"),
-        file_batch_id=job.get("file_batch_id"),
-        batch_id=job.get("batch_id"),
-    )
-
-
 def current() -> dict[str, str]:
     return {name: value for name, var in _VARS.items() if (value := var.get()) is not None}
 

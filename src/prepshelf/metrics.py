@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
     from psycopg import AsyncConnection
 
-    from prepshelf.pipeline.embed import Embedder
+    from prepshelf.pipeline.embed import Embedder, VendorReport
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def key_requests(running: int, waiting: int, streams: int) -> None:
 
 def embedder_label(embedder: object) -> str:
     """`LocalEmbedder` → `local`: the kind of embedder, never a URL or a key."""
-    inner = getattr(embedder, "inner", embedder)
+    inner = embedder.inner if isinstance(embedder, InstrumentedEmbedder) else embedder
     name = type(inner).__name__.lower().removesuffix("embedder")
     return name or "embedder"
 
@@ -187,7 +187,7 @@ def chunks_embedded(embedder: object, count: int) -> None:
 
 
 class InstrumentedEmbedder:
-    """Wraps the worker's embedder to count calls, errors and time; forwards the rest.
+    """Wraps the worker's embedder to count calls, errors and time; forwards the protocol.
 
     A remote embedder's per-call `last_report` (vendor calls and retried faults) is read in
     the same thread right after `embed`, so its retries count as errors too.
@@ -222,6 +222,14 @@ class InstrumentedEmbedder:
     def max_input_tokens(self, value: int) -> None:
         self.inner.max_input_tokens = value
 
+    @property
+    def cache_suffix(self) -> str:
+        return self.inner.cache_suffix
+
+    @property
+    def last_report(self) -> VendorReport | None:
+        return self.inner.last_report
+
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self.inner.count_tokens(texts)
 
@@ -236,15 +244,12 @@ class InstrumentedEmbedder:
             raise
         finally:
             m.embedding_seconds.labels(self._label).observe(time.perf_counter() - start)
-            report = getattr(self.inner, "last_report", None)
-            calls = int(getattr(report, "calls", 0) or 1)
-            errors = int(getattr(report, "retries", 0) or 0) + int(failed)
+            report = self.inner.last_report
+            calls = report.calls if report is not None and report.calls else 1
+            errors = (report.retries if report is not None else 0) + int(failed)
             m.embedding_calls.labels(self._label).inc(calls)
             if errors:
                 m.embedding_errors.labels(self._label).inc(errors)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 def instrument_embedder(embedder: Embedder) -> Embedder:
@@ -258,10 +263,10 @@ async def observe_finished_job(conn: AsyncConnection[Any], *, job_id: str) -> No
     job, so it is logged and dropped.
     """
     # Imported here: importing this module stays free of database code.
-    from prepshelf.store import jobs as jobs_db
+    from prepshelf.store import job_readouts
 
     try:
-        times = await jobs_db.finished_times(conn, job_id=job_id)
+        times = await job_readouts.finished_times(conn, job_id=job_id)
     except Exception as exc:
         log.warning("metrics: could not read job %s for its durations: %s", job_id, exc)
         return

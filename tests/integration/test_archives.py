@@ -7,12 +7,15 @@ last member is final, so `upload_and_poll` returns only when everything inside i
 
 from __future__ import annotations
 
+import threading
 import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg.rows import dict_row
 
 from support.corpus import CORPUS, needs_corpus
 from support.service import Service
@@ -177,3 +180,71 @@ def _poll_final(client: Any, store_id: str, file_id: str) -> Any:
             return vsf
         time.sleep(0.1)
     raise AssertionError("archive never settled")
+
+
+def test_cancelling_an_archive_while_a_member_finishes_does_not_deadlock(
+    service: Service, tmp_path: Path
+) -> None:
+    """Found in a full run: the cancel route answered 500 (a deadlock) now and then.
+
+    A member's finish locks its own job row, then the archive's store file and job; cancel
+    locked the archive and its members in scan order. Here this test's connection plays the
+    finishing member: it holds every unfinished member, lets cancel queue up behind it, then
+    takes the archive's rows as the member's finish does.
+    """
+    big = tmp_path / "many.zip"
+    with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as zf:
+        for i in range(12):
+            zf.writestr(f"part-{i}.txt", f"section {i}: " + "harbour tides and cargo. " * 400)
+    client = service.openai()
+    vs = client.vector_stores.create(name="cancel-race")
+    with big.open("rb") as fh:
+        uploaded = client.files.create(file=fh, purpose="assistants")
+    client.vector_stores.files.create(vector_store_id=vs.id, file_id=uploaded.id)
+    for _ in range(600):
+        if len(_store_rows(service, vs.id)) > 1:
+            break
+        time.sleep(0.1)
+    archive_job = _job_of(service, vs.id, uploaded.id)
+
+    outcome: dict[str, Any] = {}
+    with psycopg.connect(service.database_url, row_factory=dict_row) as member:
+        members = member.execute(
+            """SELECT j.id FROM jobs j JOIN vector_store_files vsf ON vsf.job_id = j.id
+               JOIN files f ON f.id = vsf.file_id
+               WHERE f.parent_file_id = %s AND j.status IN ('queued', 'running')
+               FOR UPDATE OF j""",
+            [uploaded.id],
+        ).fetchall()
+        if not members:
+            member.rollback()
+            pytest.skip("every member finished before the race could be staged")
+
+        def cancel() -> None:
+            outcome["status"] = service.http().post(f"/v1/jobs/{archive_job}/cancel").status_code
+
+        canceller = threading.Thread(target=cancel)
+        canceller.start()
+        with service.db() as watch:
+            for _ in range(200):  # until cancel waits for a lock this test holds
+                waiting = watch.execute(
+                    """SELECT count(*) AS n FROM pg_stat_activity
+                       WHERE wait_event_type = 'Lock' AND query LIKE '%%cancel%%'
+                         AND pid <> pg_backend_pid()"""
+                ).fetchone()
+                if waiting and waiting["n"]:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("cancel never queued up behind the member's lock")
+        member.execute(
+            """SELECT 1 FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s
+               FOR UPDATE""",
+            [vs.id, uploaded.id],
+        )
+        member.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", [archive_job])
+        member.commit()
+    canceller.join(timeout=60)
+
+    assert outcome.get("status") == 200
+    assert _poll_final(client, vs.id, uploaded.id).status == "cancelled"

@@ -24,7 +24,7 @@ from psycopg import AsyncConnection
 from prepshelf import metrics
 from prepshelf.api.metrics_evals import eval_families
 from prepshelf.jobs.queue import INGEST_QUEUE, MAINTENANCE_QUEUE
-from prepshelf.store import jobs as jobs_db
+from prepshelf.store import job_readouts
 from prepshelf.store import workers as workers_db
 
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -53,7 +53,7 @@ async def database_families(conn: AsyncConnection[Any]) -> list[GaugeMetricFamil
     jobs = GaugeMetricFamily(
         "prepshelf_jobs_by_status", "Jobs in the jobs table by status", labels=["status"]
     )
-    counts = dict.fromkeys(JOB_STATUSES, 0) | await jobs_db.count_by_status(conn)
+    counts = dict.fromkeys(JOB_STATUSES, 0) | await job_readouts.count_by_status(conn)
     for status, n in counts.items():
         jobs.add_metric([status], n)
 

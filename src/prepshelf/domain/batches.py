@@ -7,7 +7,7 @@ expired or cancelled (through cancelling). These are the columns the worker read
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 BatchStatus = Literal[
     "validating",
@@ -41,10 +41,6 @@ class BatchJob:
     status: str
     attempts: int
     worker: str | None
-
-    def as_row(self) -> dict[str, Any]:
-        """The fields the shared job transitions (store/jobs.py) read."""
-        return {"id": self.id, "attempts": self.attempts, "worker": self.worker}
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,3 @@ class RunJob:
     @property
     def final(self) -> bool:
         return self.status in FINAL_STATUSES
-
-    def as_row(self) -> dict[str, Any]:
-        """The fields the shared job transitions (store/jobs.py) read."""
-        return {"id": self.id, "attempts": self.attempts, "worker": self.worker}

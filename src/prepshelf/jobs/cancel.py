@@ -8,15 +8,15 @@ import procrastinate
 from psycopg import AsyncConnection
 
 from prepshelf.jobs.queue import cancel_queued
-from prepshelf.store import jobs as jobs_db
-from prepshelf.store import vector_stores as vector_stores_db
+from prepshelf.store import file_batches as file_batches_db
+from prepshelf.store import job_cancels
 
 
 async def cancel_jobs(
     app: procrastinate.App, conn: AsyncConnection[Any], job_ids: list[str]
 ) -> None:
     async with conn.transaction():
-        queue_ids = await jobs_db.request_cancel(conn, job_ids=job_ids)
+        queue_ids = await job_cancels.request_cancel(conn, job_ids=job_ids)
     await cancel_queued(app, queue_ids)
 
 
@@ -27,18 +27,18 @@ async def cancel_jobs_of_file(
     file_id: str,
     store_id: str | None = None,
 ) -> None:
-    job_ids = await jobs_db.active_job_ids_of_file(conn, file_id=file_id, store_id=store_id)
+    job_ids = await job_cancels.active_job_ids_of_file(conn, file_id=file_id, store_id=store_id)
     await cancel_jobs(app, conn, job_ids)
 
 
 async def cancel_jobs_of_store(
     app: procrastinate.App, conn: AsyncConnection[Any], *, store_id: str
 ) -> None:
-    await cancel_jobs(app, conn, await jobs_db.active_job_ids_of_store(conn, store_id=store_id))
+    await cancel_jobs(app, conn, await job_cancels.active_job_ids_of_store(conn, store_id=store_id))
 
 
 async def cancel_batch_jobs(
     app: procrastinate.App, conn: AsyncConnection[Any], *, batch_id: str
 ) -> None:
-    job_ids = await vector_stores_db.in_progress_job_ids_of_batch(conn, batch_id=batch_id)
+    job_ids = await file_batches_db.in_progress_job_ids_of_file_batch(conn, batch_id=batch_id)
     await cancel_jobs(app, conn, job_ids)

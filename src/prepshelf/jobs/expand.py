@@ -34,6 +34,7 @@ from prepshelf.store.archives import ArchiveFile
 from prepshelf.store.blobs import BlobStore
 
 if TYPE_CHECKING:
+    from prepshelf.domain.jobs import IngestJob
     from prepshelf.jobs.ingest_context import IngestContext
     from prepshelf.jobs.resources import WorkerResources
 
@@ -54,7 +55,7 @@ def limits_from(settings: Settings) -> ArchiveLimits:
     )
 
 
-async def expand_archive_job(res: WorkerResources, job: dict[str, Any], ctx: IngestContext) -> bool:
+async def expand_archive_job(res: WorkerResources, job: IngestJob, ctx: IngestContext) -> bool:
     """Expand the job's archive; False when the job was cancelled or its file left the store.
 
     Raises FileProcessingError when the archive cannot
@@ -62,12 +63,12 @@ async def expand_archive_job(res: WorkerResources, job: dict[str, Any], ctx: Ing
     """
     s: Settings = res.settings
     async with res.pool.connection() as conn:
-        await jobs_db.set_stage(conn, job_id=job["id"], stage="expanding")
-        tree = await archives_db.tree_usage(conn, file_id=job["file_id"])
-        parent = await archives_db.get_archive_file(conn, file_id=job["file_id"])
+        await jobs_db.set_stage(conn, job_id=job.id, stage="expanding")
+        tree = await archives_db.tree_usage(conn, file_id=job.file_id)
+        parent = await archives_db.get_archive_file(conn, file_id=job.file_id)
     if parent is None:
         return False
-    staging = s.data_dir / "tmp" / "expand" / job["id"]
+    staging = s.data_dir / "tmp" / "expand" / job.id
     shutil.rmtree(staging, ignore_errors=True)  # a previous attempt's leftovers
     staging.mkdir(parents=True)
     try:
@@ -96,7 +97,7 @@ async def expand_archive_job(res: WorkerResources, job: dict[str, Any], ctx: Ing
         summary = _summary(expansion)
         if not expansion.members:
             async with res.pool.connection() as conn:
-                await archives_db.set_result(conn, job_id=job["id"], result=summary)
+                await archives_db.set_result(conn, job_id=job.id, result=summary)
             refused = [(r.name, r.reason) for r in expansion.refused]
             raise InvalidFileError(
                 outcome_message(
@@ -144,7 +145,7 @@ def _store_members(
 
 async def _attach_members(
     res: WorkerResources,
-    job: dict[str, Any],
+    job: IngestJob,
     parent: ArchiveFile,
     children: list[tuple[str, str, int, str]],
     summary: dict[str, Any],
@@ -156,9 +157,9 @@ async def _attach_members(
     assert res.app is not None, "archives are expanded by a worker, which has a queue"
     app = res.app
     async with res.pool.connection() as conn, conn.transaction():
-        cancel_requested = await jobs_db.lock_cancel_requested(conn, job_id=job["id"])
+        cancel_requested = await jobs_db.lock_cancel_requested(conn, job_id=job.id)
         vsf = await vector_stores_db.lock_store_file_settings(
-            conn, store_id=job["vector_store_id"], file_id=job["file_id"], job_id=job["id"]
+            conn, store_id=job.vector_store_id, file_id=job.file_id, job_id=job.id
         )
         if cancel_requested is None or cancel_requested or vsf is None:
             return False
@@ -167,7 +168,7 @@ async def _attach_members(
             app,
             conn,
             project_id=parent.project_id,
-            store_id=job["vector_store_id"],
+            store_id=job.vector_store_id,
             items=[
                 AttachItem(
                     file_id=fid,
@@ -178,12 +179,10 @@ async def _attach_members(
             ],
             file_batch_id=vsf.batch_id,
         )
-        await archives_db.start_waiting(
-            conn, job_id=job["id"], members=len(children), result=summary
-        )
+        await archives_db.start_waiting(conn, job_id=job.id, members=len(children), result=summary)
     log.info(
         "job %s: archive expanded into %d member(s), %d refused",
-        job["id"],
+        job.id,
         len(children),
         summary["refused_total"],
     )

@@ -24,9 +24,11 @@ import psycopg
 
 from prepshelf import logs, metrics
 from prepshelf.domain.job_errors import gave_up, job_error_message
+from prepshelf.domain.jobs import IngestJob
 from prepshelf.errors import FileProcessingError, InvalidFileError
 from prepshelf.jobs.expand import expand_archive_job
 from prepshelf.jobs.failures import is_transient, retry_if_transient
+from prepshelf.jobs.ingest_attempt import IngestAttempt
 from prepshelf.jobs.ingest_context import IngestContext, load_context
 from prepshelf.jobs.ingest_embed import embed_all, embed_whole_file, write_result
 from prepshelf.jobs.ingest_errors import JobCancelled, StageError
@@ -42,6 +44,7 @@ from prepshelf.pipeline.tokenizer import load_tokenizer
 from prepshelf.pipeline.transcript import SegmentTranscript, transcript_chunks
 from prepshelf.store import chunks as chunks_db
 from prepshelf.store import jobs as jobs_db
+from prepshelf.store.chunks import NewChunk
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +52,17 @@ log = logging.getLogger(__name__)
 async def run_ingest(res: WorkerResources, job_id: str) -> None:
     logs.bind(job_id=job_id)  # each queue job runs in its own asyncio task: no leak
     async with res.pool.connection() as conn:
-        job = await jobs_db.claim_job(conn, job_id=job_id, worker=res.worker_name)
+        job = await jobs_db.claim_ingest_job(conn, job_id=job_id, worker=res.worker_name)
         if job is None:
             # Already final, or cancelled before it started: make sure cancel is complete.
             await jobs_db.finish_cancelled(conn, job_id=job_id)
             return
-    logs.bind_job(job)
+    logs.bind(
+        file_id=job.file_id, vector_store_id=job.vector_store_id, file_batch_id=job.file_batch_id
+    )
+    attempt = IngestAttempt.of(job)
     try:
-        await _ingest(res, job)
+        await _ingest(res, attempt)
     except JobCancelled:
         async with res.pool.connection() as conn:
             await jobs_db.finish_cancelled(conn, job_id=job_id)
@@ -66,38 +72,38 @@ async def run_ingest(res: WorkerResources, job_id: str) -> None:
             await jobs_db.release_job(conn, job=job, reason="released: worker shutting down")
         raise RequeueJob("worker shutting down") from None
     except StageError as err:
-        await _handle_failure(res, job, err)
+        await _handle_failure(res, attempt, err)
     except Exception as exc:  # bookkeeping between stages (e.g. the database went away)
-        await _handle_failure(res, job, StageError(job.get("stage") or "starting", exc))
+        await _handle_failure(res, attempt, StageError(attempt.stage or "starting", exc))
 
 
-async def _handle_failure(res: WorkerResources, job: dict[str, Any], err: StageError) -> None:
-    cause = err.cause
+async def _handle_failure(res: WorkerResources, attempt: IngestAttempt, err: StageError) -> None:
+    job, cause = attempt.job, err.cause
     transient = is_transient(cause)
-    error = _error_body(job, err, transient=transient)
+    error = _error_body(attempt, err, transient=transient)
 
     async def release() -> None:
-        log.warning("job %s: transient fault, retrying: %s", job["id"], error["message"])
+        log.warning("job %s: transient fault, retrying: %s", job.id, error["message"])
         async with res.pool.connection() as conn:
             await jobs_db.release_job(conn, job=job, reason="retry scheduled", error=error)
 
     await retry_if_transient(
         res.settings,
-        attempts=job["attempts"],
+        attempts=job.attempts,
         transient=transient,
         message=error["message"],
         release=release,
         retry_after_s=getattr(cause, "retry_after_s", None),
     )
     if transient:
-        error["message"] = gave_up(error["message"], job["attempts"])
-    log.error("job %s failed: %s", job["id"], error["message"])
+        error["message"] = gave_up(error["message"], job.attempts)
+    log.error("job %s failed: %s", job.id, error["message"])
     async with res.pool.connection() as conn:
         await jobs_db.finish_failed(conn, job=job, error=error)
-        await metrics.observe_finished_job(conn, job_id=job["id"])
+        await metrics.observe_finished_job(conn, job_id=job.id)
 
 
-def _error_body(job: dict[str, Any], err: StageError, *, transient: bool) -> dict[str, Any]:
+def _error_body(attempt: IngestAttempt, err: StageError, *, transient: bool) -> dict[str, Any]:
     cause = err.cause
     if isinstance(cause, FileProcessingError):
         code, reason = cause.code, cause.message
@@ -105,55 +111,55 @@ def _error_body(job: dict[str, Any], err: StageError, *, transient: bool) -> dic
         code, reason = "server_error", f"database unavailable: {cause}"
     else:
         code, reason = "server_error", f"internal error: {type(cause).__name__}: {cause}"
-    filename = job.get("filename") or job.get("file_id")
+    filename = attempt.filename or attempt.job.file_id
     return {
         "code": code,
-        "message": job_error_message(str(filename), err.stage, reason, **err.where),
+        "message": job_error_message(filename, err.stage, reason, **err.where),
         "stage": err.stage,
-        "file_id": job.get("file_id"),
+        "file_id": attempt.job.file_id,
         **err.where,
     }
 
 
-async def _ingest(res: WorkerResources, job: dict[str, Any]) -> None:
+async def _ingest(res: WorkerResources, attempt: IngestAttempt) -> None:
+    job = attempt.job
     ctx = await load_context(res, job)
     if ctx is None:
         raise JobCancelled("the file left the store")
-    job["filename"] = ctx.source.filename
-    store_id, file_id = job["vector_store_id"], job["file_id"]
-    if job["stage"] == "members":  # an expanded archive, delivered again: its members settle it
+    attempt.filename = ctx.source.filename
+    if job.stage == "members":  # an expanded archive, delivered again: its members settle it
         return
     embedded = False  # every chunk stored with its vector already
-    if not job["chunks_stored"] and await _copy_twin(res, job, ctx):
+    if not job.chunks_stored and await _copy_twin(res, attempt, ctx):
         embedded = True  # the same bytes were ingested before: chunks and vectors copied
-    elif not job["chunks_stored"]:
+    elif not job.chunks_stored:
         try:
-            embedded = await _parse_and_chunk(res, job, ctx)
+            embedded = await _parse_and_chunk(res, attempt, ctx)
         except StageError as err:
             if not isinstance(err.cause, ArchiveFileError):
                 raise
             await _expand(res, job, ctx)
             return
     else:
-        await _enter_stage(res, job, "embedding")
+        await _enter_stage(res, attempt, "embedding")
     if not embedded:
         await embed_all(res, job, ctx.source.embedding_model)
-    await _enter_stage(res, job, "indexing")
+    await _enter_stage(res, attempt, "indexing")
     async with res.pool.connection() as conn:
-        size = await chunks_db.usage_bytes(conn, store_id=store_id, file_id=file_id)
+        size = await chunks_db.usage_bytes(conn, store_id=job.vector_store_id, file_id=job.file_id)
         await jobs_db.finish_succeeded(conn, job=job, usage_bytes=size)
-        await metrics.observe_finished_job(conn, job_id=job["id"])
+        await metrics.observe_finished_job(conn, job_id=job.id)
 
 
-async def _enter_stage(res: WorkerResources, job: dict[str, Any], stage: str) -> None:
-    """Move the job to `stage`; the in-memory row follows, so a fault between stages is
-    reported with the stage it happened in."""
+async def _enter_stage(res: WorkerResources, attempt: IngestAttempt, stage: str) -> None:
+    """Move the job to `stage`, then the attempt, so a fault between stages is reported with
+    the stage it happened in."""
     async with res.pool.connection() as conn:
-        await jobs_db.set_stage(conn, job_id=job["id"], stage=stage)
-    job["stage"] = stage
+        await jobs_db.set_stage(conn, job_id=attempt.job.id, stage=stage)
+    attempt.stage = stage
 
 
-async def _expand(res: WorkerResources, job: dict[str, Any], ctx: IngestContext) -> None:
+async def _expand(res: WorkerResources, job: IngestJob, ctx: IngestContext) -> None:
     """Archives become member files with jobs of their own (`jobs/expand.py`)."""
     try:
         expanded = await expand_archive_job(res, job, ctx)
@@ -163,20 +169,21 @@ async def _expand(res: WorkerResources, job: dict[str, Any], ctx: IngestContext)
         raise JobCancelled("cancel requested")
 
 
-async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: IngestContext) -> bool:
+async def _copy_twin(res: WorkerResources, attempt: IngestAttempt, ctx: IngestContext) -> bool:
     """Copy the chunks of a completed copy of the same file, if there is one; True if done."""
+    job = attempt.job
     copied = None
     try:
         async with res.pool.connection() as conn, conn.transaction():
             copied = await chunks_db.copy_from_twin(
                 conn,
-                store_id=job["vector_store_id"],
-                file_id=job["file_id"],
-                project_id=job["project_id"],
+                store_id=job.vector_store_id,
+                file_id=job.file_id,
+                project_id=job.project_id,
                 sha256=ctx.source.sha256,
                 chunking_strategy=ctx.source.chunking_strategy,
                 model=ctx.source.embedding_model,
-                job_id=job["id"],
+                job_id=job.id,
                 ocr_languages=ctx.ocr_languages,
             )
             if copied is None or copied[1] == 0:
@@ -185,14 +192,14 @@ async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: IngestConte
             twin, count = copied
             await jobs_db.set_stage(
                 conn,
-                job_id=job["id"],
+                job_id=job.id,
                 stage="embedding",
                 progress_total=count,
                 progress_unit="chunks",
                 chunks_stored=True,
             )
             await jobs_db.record_checkpoint(
-                conn, job_id=job["id"], done=count, computed=0, cached=count
+                conn, job_id=job.id, done=count, computed=0, cached=count
             )
     except psycopg.errors.ForeignKeyViolation as exc:
         raise JobCancelled("the file left the store") from exc
@@ -201,19 +208,21 @@ async def _copy_twin(res: WorkerResources, job: dict[str, Any], ctx: IngestConte
     if copied is None or copied[1] == 0:
         return False
     twin, count = copied
-    job["stage"] = "embedding"
+    attempt.stage = "embedding"
     log.info(
-        "job %s: %d chunks copied from %s (same bytes, chunking and model)", job["id"], count, twin
+        "job %s: %d chunks copied from %s (same bytes, chunking and model)", job.id, count, twin
     )
     return True
 
 
-async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: IngestContext) -> bool:
+async def _parse_and_chunk(
+    res: WorkerResources, attempt: IngestAttempt, ctx: IngestContext
+) -> bool:
     """Parse and chunk the file and store its chunks; a file of one checkpoint is embedded
     on the way (its chunks are stored with their vectors). Returns True in that case."""
-    s = res.settings
-    await _enter_stage(res, job, "parsing")
-    progress = OcrProgress(res.pool, job)  # scanned pages: stage "ocr", progress in pages
+    s, job = res.settings, attempt.job
+    await _enter_stage(res, attempt, "parsing")
+    progress = OcrProgress(res.pool, attempt)  # scanned pages: stage "ocr", progress in pages
 
     def parse() -> Any:
         # The sandbox reads a real file: the blob itself, or a temporary download from S3.
@@ -239,12 +248,12 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
     except MediaFileError as exc:
         model = transcription_model(s, res.upstreams)
         if model is None:  # the message says what to configure
-            raise StageError(job["stage"], exc) from exc
-        segments = await _transcribe(res, job, ctx, model)
-    except Exception as exc:
-        raise StageError(job["stage"], exc) from exc  # "parsing", or "ocr" once pages were read
+            raise StageError(attempt.stage or "parsing", exc) from exc
+        segments = await _transcribe(res, attempt, ctx, model)
+    except Exception as exc:  # "parsing", or "ocr" once pages were read
+        raise StageError(attempt.stage or "parsing", exc) from exc
 
-    await _enter_stage(res, job, "chunking")
+    await _enter_stage(res, attempt, "chunking")
     static = ctx.source.chunking_strategy["static"]
     strategy = ChunkingStrategy(
         max_tokens=static["max_chunk_size_tokens"], overlap_tokens=static["chunk_overlap_tokens"]
@@ -264,7 +273,7 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
     except Exception as exc:
         raise StageError("chunking", exc) from exc
 
-    rows = [
+    rows: list[NewChunk] = [
         (p.index, p.text, hashlib.sha256(p.text.encode()).digest(), p.token_count, attrs)
         for p, attrs in zip(pieces, attributes, strict=True)
     ]
@@ -277,26 +286,26 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
             "transcript": {"model": model, "segments": len(segments), "duration_s": duration_s}
         }
     if len(rows) <= max(1, s.embed_checkpoint_rows):
-        await embed_whole_file(res, job, ctx, rows, result)
+        await embed_whole_file(res, attempt, ctx, rows, result)
         return True
     try:
         async with res.pool.connection() as conn, conn.transaction():
-            if await jobs_db.is_cancel_requested(conn, job_id=job["id"]):
+            if await jobs_db.is_cancel_requested(conn, job_id=job.id):
                 raise JobCancelled("cancel requested")
             await chunks_db.replace_chunks(
-                conn, store_id=job["vector_store_id"], file_id=job["file_id"], chunks=rows
+                conn, store_id=job.vector_store_id, file_id=job.file_id, chunks=rows
             )
             await write_result(conn, job, result)
             await jobs_db.set_stage(
                 conn,
-                job_id=job["id"],
+                job_id=job.id,
                 stage="embedding",
                 progress_done=0,
                 progress_total=len(rows),
                 progress_unit="chunks",
                 chunks_stored=True,
             )
-        job["stage"] = "embedding"
+        attempt.stage = "embedding"
     except psycopg.errors.ForeignKeyViolation as exc:
         raise JobCancelled("the file left the store") from exc
     except psycopg.OperationalError as exc:
@@ -305,17 +314,17 @@ async def _parse_and_chunk(res: WorkerResources, job: dict[str, Any], ctx: Inges
 
 
 async def _transcribe(
-    res: WorkerResources, job: dict[str, Any], ctx: IngestContext, model: str
+    res: WorkerResources, attempt: IngestAttempt, ctx: IngestContext, model: str
 ) -> list[SegmentTranscript]:
     """A recording's text, segment by segment through the upstream (jobs/transcribe.py)."""
-    job["stage"] = "transcribing"
+    attempt.stage = "transcribing"
     stack = contextlib.ExitStack()
     try:
         # The blob itself, or a temporary download from object storage (a blocking copy).
         path = await asyncio.to_thread(
             stack.enter_context, res.blobs.local_copy(ctx.source.blob_key)
         )
-        return await transcribe(res, job["id"], path, model)
+        return await transcribe(res, attempt.job.id, path, model)
     except TranscriptionCancelled as exc:
         raise JobCancelled("cancel requested") from exc
     except Exception as exc:

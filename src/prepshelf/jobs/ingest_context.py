@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from prepshelf.domain.jobs import IngestJob
 from prepshelf.jobs.ocr import requested_languages
 from prepshelf.jobs.resources import WorkerResources
 from prepshelf.store import vector_stores as vector_stores_db
@@ -19,11 +19,11 @@ class IngestContext:
     ocr_languages: str | None
 
 
-async def load_context(res: WorkerResources, job: dict[str, Any]) -> IngestContext | None:
+async def load_context(res: WorkerResources, job: IngestJob) -> IngestContext | None:
     """None once the file has left the store."""
     async with res.pool.connection() as conn:
         source = await vector_stores_db.get_ingest_source(
-            conn, store_id=job["vector_store_id"], file_id=job["file_id"], job_id=job["id"]
+            conn, store_id=job.vector_store_id, file_id=job.file_id, job_id=job.id
         )
     if source is None:
         return None

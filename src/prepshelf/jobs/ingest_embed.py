@@ -14,30 +14,33 @@ from typing import Any
 import psycopg
 
 from prepshelf import metrics
+from prepshelf.domain.jobs import IngestJob
+from prepshelf.jobs.ingest_attempt import IngestAttempt
 from prepshelf.jobs.ingest_context import IngestContext
 from prepshelf.jobs.ingest_errors import JobCancelled, StageError
 from prepshelf.jobs.resources import WorkerResources
-from prepshelf.pipeline.embed import Embedder, embedding_cache_model
+from prepshelf.pipeline.embed import Embedder, VendorReport, embedding_cache_model
 from prepshelf.store import chunks as chunks_db
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store import transcripts as transcripts_db
+from prepshelf.store.chunks import NewChunk, UnembeddedChunk
 
 
 async def write_result(
-    conn: psycopg.AsyncConnection[Any], job: dict[str, Any], result: dict[str, Any] | None
+    conn: psycopg.AsyncConnection[Any], job: IngestJob, result: dict[str, Any] | None
 ) -> None:
     if result is None:
         return
-    await jobs_db.set_result(conn, job_id=job["id"], result=result)
+    await jobs_db.set_result(conn, job_id=job.id, result=result)
     if "transcript" in result:  # the transcript is in the chunks now
-        await transcripts_db.forget_segments(conn, job_id=job["id"])
+        await transcripts_db.forget_segments(conn, job_id=job.id)
 
 
 async def embed_whole_file(
     res: WorkerResources,
-    job: dict[str, Any],
+    attempt: IngestAttempt,
     ctx: IngestContext,
-    rows: list[tuple[int, str, bytes, int, dict[str, Any] | None]],
+    rows: list[NewChunk],
     result: dict[str, Any] | None,
 ) -> None:
     """A file of one checkpoint: its vectors are computed before anything is stored, then
@@ -45,12 +48,12 @@ async def embed_whole_file(
     indexes are written once instead of twice (stored, then given a vector), and the reads
     between are gone. A kill before the commit re-parses the file on the next attempt:
     nothing a client saw is lost, only one checkpoint's work, as on the long path."""
-    model = ctx.source.embedding_model
+    job, model = attempt.job, ctx.source.embedding_model
     try:
         async with res.pool.connection() as conn:
             await jobs_db.set_stage(
                 conn,
-                job_id=job["id"],
+                job_id=job.id,
                 stage="embedding",
                 progress_done=0,
                 progress_total=len(rows),
@@ -58,16 +61,16 @@ async def embed_whole_file(
             )
     except psycopg.OperationalError as exc:
         raise StageError("chunking", exc) from exc
-    job["stage"] = "embedding"
+    attempt.stage = "embedding"
     cache_key = embedding_cache_model(model, res.embedder)
     try:
         vectors, fresh, timings = await _vectors(res, job, cache_key, [(r[1], r[2]) for r in rows])
         async with res.pool.connection() as conn, conn.transaction():
             await chunks_db.replace_embedded_chunks(
                 conn,
-                store_id=job["vector_store_id"],
-                file_id=job["file_id"],
-                project_id=job["project_id"],
+                store_id=job.vector_store_id,
+                file_id=job.file_id,
+                project_id=job.project_id,
                 model=cache_key,
                 chunks=[(*row, vec) for row, vec in zip(rows, vectors, strict=True)],
                 new_digests=fresh,
@@ -75,7 +78,7 @@ async def embed_whole_file(
             await write_result(conn, job, result)
             cancelled = await jobs_db.record_checkpoint(
                 conn,
-                job_id=job["id"],
+                job_id=job.id,
                 done=len(rows),
                 computed=len(fresh),
                 cached=len(rows) - len(fresh),
@@ -93,8 +96,8 @@ async def embed_whole_file(
         raise JobCancelled("cancel requested")
 
 
-async def embed_all(res: WorkerResources, job: dict[str, Any], model: str) -> None:
-    store_id, file_id = job["vector_store_id"], job["file_id"]
+async def embed_all(res: WorkerResources, job: IngestJob, model: str) -> None:
+    store_id, file_id = job.vector_store_id, job.file_id
     async with res.pool.connection() as conn:
         done = await chunks_db.count_embedded(conn, store_id=store_id, file_id=file_id)
     step_rows = max(1, res.settings.embed_checkpoint_rows)
@@ -125,40 +128,39 @@ async def embed_all(res: WorkerResources, job: dict[str, Any], model: str) -> No
 
 async def _embed_checkpoint(
     res: WorkerResources,
-    job: dict[str, Any],
+    job: IngestJob,
     model: str,
-    rows: list[dict[str, Any]],
+    rows: list[UnembeddedChunk],
     done: int,
     checkpoint_no: int,
 ) -> bool:
-    store_id, file_id = job["vector_store_id"], job["file_id"]
-    first = rows[0]["chunk_index"]
+    store_id, file_id = job.vector_store_id, job.file_id
+    first = rows[0].chunk_index
     cache_key = embedding_cache_model(model, res.embedder)  # int8 vectors kept apart
     try:
-        digests = [bytes(r["text_sha256"]) for r in rows]
         vectors, fresh, timings = await _vectors(
             res,
             job,
             cache_key,
-            [(r["text"], d) for r, d in zip(rows, digests, strict=True)],
+            [(r.text, r.text_sha256) for r in rows],
             checkpoint_no=checkpoint_no,
         )
         vectors_by_row = [
-            (r["chunk_index"], d, v) for r, d, v in zip(rows, digests, vectors, strict=True)
+            (r.chunk_index, r.text_sha256, v) for r, v in zip(rows, vectors, strict=True)
         ]
         async with res.pool.connection() as conn, conn.transaction():
             await chunks_db.write_embeddings(
                 conn,
                 store_id=store_id,
                 file_id=file_id,
-                project_id=job["project_id"],
+                project_id=job.project_id,
                 model=cache_key,
                 rows=vectors_by_row,
                 new_digests=fresh,
             )
             return await jobs_db.record_checkpoint(
                 conn,
-                job_id=job["id"],
+                job_id=job.id,
                 done=done + len(rows),
                 computed=len(fresh),
                 cached=len(rows) - len(fresh),
@@ -174,7 +176,7 @@ async def _embed_checkpoint(
 
 async def _vectors(
     res: WorkerResources,
-    job: dict[str, Any],
+    job: IngestJob,
     cache_key: str,
     texts: list[tuple[str, bytes]],
     *,
@@ -185,7 +187,7 @@ async def _vectors(
     digests = [d for _, d in texts]
     async with res.pool.connection() as conn:
         cached = await chunks_db.cached_embeddings(
-            conn, project_id=job["project_id"], model=cache_key, digests=digests
+            conn, project_id=job.project_id, model=cache_key, digests=digests
         )
     missing = [(t, d) for t, d in texts if d not in cached]
     computed: dict[bytes, Any] = {}
@@ -210,7 +212,9 @@ async def _vectors(
     return [cached[d] if d in cached else computed[d] for d in digests], set(computed), timings
 
 
-def _embed_with_report(res: WorkerResources, texts: list[str]) -> tuple[Any, Any, dict[str, float]]:
+def _embed_with_report(
+    res: WorkerResources, texts: list[str]
+) -> tuple[Any, VendorReport | None, dict[str, float]]:
     """Embed in this thread; return the vectors, what the vendor put us through (remote
     only) and the seconds spent waiting for the model and in the model itself."""
     embedder: Embedder = res.embedder
@@ -222,4 +226,4 @@ def _embed_with_report(res: WorkerResources, texts: list[str]) -> tuple[Any, Any
             "embedding.model": time.perf_counter() - started,
             "embedding.wait": started - asked,
         }
-    return vectors, getattr(embedder, "last_report", None), timings
+    return vectors, embedder.last_report, timings

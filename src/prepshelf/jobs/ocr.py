@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 
+from prepshelf.jobs.ingest_attempt import IngestAttempt
 from prepshelf.pipeline.ocr import OcrOptions
 from prepshelf.settings import Settings
 from prepshelf.store import jobs as jobs_db
@@ -65,8 +66,8 @@ def ocr_options(settings: Settings, languages: str | None) -> OcrOptions:
 class OcrProgress:
     """The latest (done, total) from the parse thread, written to the job by the loop."""
 
-    def __init__(self, pool: Pool, job: dict[str, Any], *, interval_s: float = 0.5) -> None:
-        self.pool, self.job, self.interval_s = pool, job, interval_s
+    def __init__(self, pool: Pool, attempt: IngestAttempt, *, interval_s: float = 0.5) -> None:
+        self.pool, self.attempt, self.interval_s = pool, attempt, interval_s
         self._lock = threading.Lock()
         self._latest: tuple[int, int] | None = None
         self._written: tuple[int, int] | None = None
@@ -104,7 +105,7 @@ class OcrProgress:
             try:
                 await self._write()
             except psycopg.OperationalError as exc:  # progress is not worth failing the OCR
-                log.warning("job %s: OCR progress not written: %s", self.job["id"], exc)
+                log.warning("job %s: OCR progress not written: %s", self.attempt.job.id, exc)
             await asyncio.sleep(self.interval_s)
 
     async def _write(self) -> None:
@@ -113,19 +114,20 @@ class OcrProgress:
         if latest is None or latest == self._written:
             return
         done, total = latest
+        job_id = self.attempt.job.id
         async with self.pool.connection() as conn:
             if self._written is None:  # the first page report: the job enters its OCR stage
                 await jobs_db.set_stage(
                     conn,
-                    job_id=self.job["id"],
+                    job_id=job_id,
                     stage="ocr",
                     progress_done=done,
                     progress_total=total,
                     progress_unit="pages",
                 )
-                self.job["stage"] = "ocr"
-                cancelled = await jobs_db.is_cancel_requested(conn, job_id=self.job["id"])
+                self.attempt.stage = "ocr"
+                cancelled = await jobs_db.is_cancel_requested(conn, job_id=job_id)
             else:
-                cancelled = await jobs_db.set_progress(conn, job_id=self.job["id"], done=done)
+                cancelled = await jobs_db.set_progress(conn, job_id=job_id, done=done)
         self._written = latest
         self._cancelled = self._cancelled or cancelled

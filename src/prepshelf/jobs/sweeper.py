@@ -20,9 +20,9 @@ from prepshelf.settings import Settings
 from prepshelf.store import archives as archives_db
 from prepshelf.store import batches as batches_db
 from prepshelf.store import jobs as jobs_db
-from prepshelf.store import queue_turns
+from prepshelf.store import queue_turns, swept_jobs
 from prepshelf.store.db import Pool
-from prepshelf.store.jobs import SweptJob
+from prepshelf.store.swept_jobs import SweptJob
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ async def sweep(app: procrastinate.App, pool: Pool, settings: Settings) -> dict[
     for qjob in stalled:
         job_id = cast(str | None, qjob.task_kwargs.get("job_id"))  # deferred as job_id=str
         async with pool.connection() as conn:
-            job = await jobs_db.get_swept_job(conn, job_id=job_id)
+            job = await swept_jobs.get_swept_job(conn, job_id=job_id)
             if job is None or job.status not in ("queued", "running"):
                 await app.job_manager.finish_job(qjob, status=Status.FAILED, delete_job=False)
                 continue
@@ -58,7 +58,7 @@ async def sweep(app: procrastinate.App, pool: Pool, settings: Settings) -> dict[
                 await app.job_manager.retry_job(qjob)
                 requeued += 1
     async with pool.connection() as conn:
-        for job in await jobs_db.orphaned_jobs(conn):
+        for job in await swept_jobs.orphaned_jobs(conn):
             await jobs_db.finish_failed(
                 conn,
                 job=job,

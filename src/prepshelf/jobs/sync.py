@@ -42,7 +42,9 @@ from prepshelf.jobs.enqueue import AttachItem, attach_files
 from prepshelf.jobs.queue import cancel_queued
 from prepshelf.jobs.runs import WAITING_STAGE, RunCancelled, RunContext, RunFailed, RunWaits
 from prepshelf.pipeline.embedders import embedder_model_info
+from prepshelf.store import file_batches as file_batches_db
 from prepshelf.store import files as files_db
+from prepshelf.store import job_cancels
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store import runs as runs_db
 from prepshelf.store import syncs as syncs_db
@@ -297,7 +299,7 @@ async def _commit(
                     blob_key=f"files/{c.file_id}",
                 )
             if batch_id is not None:
-                await stores_db.create_batch(conn, batch_id=batch_id, store_id=store_id)
+                await file_batches_db.create_file_batch(conn, batch_id=batch_id, store_id=store_id)
                 await attach_files(
                     ctx.app,
                     conn,
@@ -328,7 +330,7 @@ async def _detach(conn: Any, project_id: str, store_id: str, file_ids: list[str]
     if not file_ids:
         return []
     job_ids = await syncs_db.active_jobs_of_files(conn, store_id=store_id, file_ids=file_ids)
-    queue_ids = await jobs_db.request_cancel(conn, job_ids=job_ids)
+    queue_ids = await job_cancels.request_cancel(conn, job_ids=job_ids)
     await syncs_db.detach(conn, project_id=project_id, store_id=store_id, file_ids=file_ids)
     return queue_ids
 

@@ -10,6 +10,7 @@ import json
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -24,10 +25,37 @@ if TYPE_CHECKING:
 DEFAULT_MODEL_ID = "all-MiniLM-L6-v2"
 
 
+@dataclass
+class VendorReport:
+    """What one `embed()` call went through at a vendor: retried faults and the last of them."""
+
+    calls: int = 0
+    retries: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+
+    def add(self, other: VendorReport) -> None:
+        self.calls += other.calls
+        self.retries += other.retries
+        if other.retries:
+            self.last_status, self.last_error = other.last_status, other.last_error
+
+
 class Embedder(Protocol):
     model_id: str
     dimensions: int
     max_input_tokens: int  # chunk window, special tokens excluded
+
+    @property
+    def cache_suffix(self) -> str:
+        """Appended to the model id in the embedding cache by backends whose vectors differ
+        from the model's own (int8, the fake); "" for the model itself and for vendors."""
+        ...
+
+    @property
+    def last_report(self) -> VendorReport | None:
+        """What this thread's latest `embed()` went through at a vendor; None for local models."""
+        ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """float32 array of shape (len(texts), dimensions), rows L2-normalised."""
@@ -57,18 +85,20 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def embedding_cache_model(model: str, embedder: object) -> str:
+def embedding_cache_model(model: str, embedder: Embedder) -> str:
     """The embedding-cache key for vectors of store model `model` computed by `embedder`.
 
     The store keeps one model id whatever the local backend (its vectors are interchangeable
     for search), but the cache keeps int8 vectors apart from float ones: a store ingested
     with torch never receives cached int8 vectors, nor the other way round.
     """
-    return model + str(getattr(embedder, "cache_suffix", "") or "")
+    return model + embedder.cache_suffix
 
 
 class LocalEmbedder:
     """A sentence-transformers model from a local directory, loaded on first use."""
+
+    last_report: VendorReport | None = None  # no vendor behind it
 
     def __init__(
         self,
@@ -163,6 +193,8 @@ class FakeEmbedder:
     Slots are never negative and slot 0 carries a shared baseline: like a real model's, any
     two texts score a little above zero, so a search over a store always finds something.
     """
+
+    last_report: VendorReport | None = None  # no vendor behind it
 
     def __init__(
         self,

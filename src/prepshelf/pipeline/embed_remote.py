@@ -16,13 +16,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import numpy as np
 
 from prepshelf.errors import FileProcessingError, TransientError
+from prepshelf.pipeline.embed import VendorReport
 from prepshelf.pipeline.http_retry import (
     backoff_delay,
     is_transient_status,
@@ -33,22 +33,6 @@ from prepshelf.pipeline.http_retry import (
 __all__ = ["RemoteEmbedder", "VendorReport", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class VendorReport:
-    """What one `embed()` call went through: retried vendor faults and the last of them."""
-
-    calls: int = 0
-    retries: int = 0
-    last_status: int | None = None
-    last_error: str | None = None
-
-    def add(self, other: VendorReport) -> None:
-        self.calls += other.calls
-        self.retries += other.retries
-        if other.retries:
-            self.last_status, self.last_error = other.last_status, other.last_error
 
 
 class _Retryable(Exception):
@@ -92,6 +76,7 @@ class RemoteEmbedder:
             transport=transport,
             limits=httpx.Limits(max_connections=max(1, concurrency)),
         )
+        self.cache_suffix = ""  # the vendor's own vectors, under the vendor's model id
         self._pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="embed-remote")
         self._local = threading.local()
 

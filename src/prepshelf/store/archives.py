@@ -16,6 +16,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from prepshelf.domain.archives import outcome_message
+from prepshelf.domain.jobs import JobAttempt
 
 Row = dict[str, Any]
 
@@ -200,7 +201,7 @@ async def settle_archive(
     if job["cancel_requested"]:
         await jobs_db.finish_cancelled(conn, job_id=job["id"])
     elif counts["completed"]:
-        await jobs_db.finish_succeeded(conn, job=job, usage_bytes=0)
+        await jobs_db.finish_succeeded(conn, job=_attempt(job), usage_bytes=0)
     else:
         refused = [(r["name"], r["reason"]) for r in result.get("refused", [])]
         reason = outcome_message(
@@ -212,7 +213,7 @@ async def settle_archive(
         )
         await jobs_db.finish_failed(
             conn,
-            job=job,
+            job=_attempt(job),
             error={
                 "code": "invalid_file",
                 "message": f"{job['filename']}: members: {reason}",
@@ -250,6 +251,11 @@ async def settle_waiting_archives(conn: AsyncConnection[Any]) -> int:
                 conn, store_id=row["vector_store_id"], archive_file_id=row["file_id"]
             )
     return len(rows)
+
+
+def _attempt(row: dict[str, Any]) -> JobAttempt:
+    """The archive's job as the shared transitions read it (its attempt log's entry)."""
+    return JobAttempt(id=row["id"], attempts=row["attempts"], worker=row["worker"])
 
 
 def _member_reason(filename: str, last_error: dict[str, Any] | None) -> str:

@@ -33,12 +33,12 @@ async def claim(conn: Conn, *, job_id: str, worker: str) -> BatchJob | None:
 async def release(
     conn: Conn, *, job: BatchJob, reason: str, error: dict[str, Any] | None = None
 ) -> None:
-    await jobs_db.release_job(conn, job=job.as_row(), reason=reason, error=error)
+    await jobs_db.release_job(conn, job=job, reason=reason, error=error)
 
 
 async def finish_succeeded(conn: Conn, *, job: BatchJob) -> None:
-    await jobs_db.finish_succeeded(conn, job=job.as_row(), usage_bytes=0)
+    await jobs_db.finish_succeeded(conn, job=job, usage_bytes=0)
 
 
 async def finish_failed(conn: Conn, *, job: BatchJob, error: dict[str, Any]) -> None:
-    await jobs_db.finish_failed(conn, job=job.as_row(), error=error)
+    await jobs_db.finish_failed(conn, job=job, error=error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,16 +14,29 @@ from prepshelf.store.retention import delete_in_chunks
 
 Row = dict[str, Any]
 
+# A chunk as the chunking stage hands it over: index, text, sha256 of the text, tokens, and
+# attributes saying where it came from (page, OCR, seconds of a recording); None for none.
+NewChunk = tuple[int, str, bytes, int, dict[str, Any] | None]
+EmbeddedChunk = tuple[int, str, bytes, int, dict[str, Any] | None, np.ndarray]  # and its vector
+
+
+@dataclass(frozen=True)
+class UnembeddedChunk:
+    """A stored chunk still waiting for its vector."""
+
+    chunk_index: int
+    text: str
+    text_sha256: bytes
+
 
 async def replace_chunks(
     conn: AsyncConnection[Any],
     *,
     store_id: str,
     file_id: str,
-    chunks: Sequence[tuple[int, str, bytes, int, dict[str, Any] | None]],
+    chunks: Sequence[NewChunk],
 ) -> None:
-    """Store a file's chunks (index, text, sha256, tokens, attributes) without embeddings,
-    replacing any. Attributes say where a chunk came from (page, OCR); None for none.
+    """Store a file's chunks without embeddings, replacing any.
 
     Runs inside the caller's transaction; COPY keeps a 3,000-chunk file to one round trip.
     """
@@ -62,7 +76,7 @@ async def replace_embedded_chunks(
     file_id: str,
     project_id: str,
     model: str,
-    chunks: Sequence[tuple[int, str, bytes, int, dict[str, Any] | None, np.ndarray]],
+    chunks: Sequence[EmbeddedChunk],
     new_digests: set[bytes],
 ) -> None:
     """Store a file's chunks with their vectors at once, replacing any, and cache the newly
@@ -83,14 +97,17 @@ def _jsonb(value: dict[str, Any] | None) -> Jsonb | None:
 
 async def next_unembedded(
     conn: AsyncConnection[Any], *, store_id: str, file_id: str, limit: int
-) -> list[Row]:
+) -> list[UnembeddedChunk]:
     cur = await conn.execute(
         """SELECT chunk_index, text, text_sha256 FROM chunks
            WHERE vector_store_id = %s AND file_id = %s AND embedding IS NULL
            ORDER BY chunk_index LIMIT %s""",
         [store_id, file_id, limit],
     )
-    return await cur.fetchall()
+    return [
+        UnembeddedChunk(r["chunk_index"], r["text"], bytes(r["text_sha256"]))
+        for r in await cur.fetchall()
+    ]
 
 
 async def count_embedded(conn: AsyncConnection[Any], *, store_id: str, file_id: str) -> int:

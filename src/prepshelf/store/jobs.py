@@ -13,35 +13,11 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from prepshelf.domain.jobs import IngestJob, JobRef
 from prepshelf.store import archives as archives_db
 from prepshelf.store.pages import Page, PageRequest, fetch_page
 
 Row = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class SweptJob:
-    """A job the sweeper looks at (a stalled queue message's, or an orphan) and its file."""
-
-    id: str
-    kind: str
-    status: str
-    attempts: int
-    worker: str | None
-    stage: str | None
-    file_id: str | None
-    filename: str | None
-    queue_status: str | None = None  # orphans only: how their queue message ended
-
-
-JobRef = Row | SweptJob  # a job row as claimed, or as the sweeper read it
-
-
-def _ref(job: JobRef) -> tuple[str, int, str | None]:
-    """(id, attempts, worker) of either form."""
-    if isinstance(job, SweptJob):
-        return job.id, job.attempts, job.worker
-    return job["id"], job["attempts"], job.get("worker")
 
 
 # Close the running stage's timer: stage_durations[stage] += now - stage_started_at.
@@ -81,49 +57,6 @@ async def insert_ingest_jobs(
                VALUES (%s, %s, 'ingest_file', 'queued', %s, %s, %s)""",
             [(job_id, project_id, store_id, file_id, file_batch_id) for job_id, file_id in jobs],
         )
-
-
-def _swept(row: Row) -> SweptJob:
-    return SweptJob(
-        id=row["id"],
-        kind=row["kind"],
-        status=row["status"],
-        attempts=row["attempts"],
-        worker=row["worker"],
-        stage=row["stage"],
-        file_id=row["file_id"],
-        filename=row["filename"],
-        queue_status=row.get("queue_status"),
-    )
-
-
-async def get_swept_job(conn: AsyncConnection[Any], *, job_id: str | None) -> SweptJob | None:
-    """The job of a stalled queue message, with its file's name."""
-    row = await (
-        await conn.execute(
-            """SELECT j.*, f.filename FROM jobs j LEFT JOIN files f ON f.id = j.file_id
-               WHERE j.id = %s""",
-            [job_id],
-        )
-    ).fetchone()
-    return None if row is None else _swept(row)
-
-
-async def orphaned_jobs(conn: AsyncConnection[Any]) -> list[SweptJob]:
-    """Jobs still queued or running whose queue message already ended (an archive in stage
-    'members' waits for its members, not for a message)."""
-    rows = await (
-        await conn.execute(
-            """SELECT j.*, f.filename, p.status AS queue_status
-               FROM jobs j
-               JOIN procrastinate_jobs p ON p.id = j.queue_job_id
-               LEFT JOIN files f ON f.id = j.file_id
-               WHERE j.status IN ('queued', 'running')
-                 AND j.stage IS DISTINCT FROM 'members'  -- an archive waits for its members
-                 AND p.status IN ('succeeded', 'failed', 'cancelled', 'aborted')"""
-        )
-    ).fetchall()
-    return [_swept(r) for r in rows]
 
 
 async def set_queue_job_ids(conn: AsyncConnection[Any], pairs: list[tuple[str, int]]) -> None:
@@ -205,6 +138,26 @@ async def claim_job(conn: AsyncConnection[Any], *, job_id: str, worker: str) -> 
         [worker, job_id],
     )
     return await cur.fetchone()
+
+
+async def claim_ingest_job(
+    conn: AsyncConnection[Any], *, job_id: str, worker: str
+) -> IngestJob | None:
+    """`claim_job` for an ingest job, typed; None when there is nothing to do."""
+    row = await claim_job(conn, job_id=job_id, worker=worker)
+    if row is None:
+        return None
+    return IngestJob(
+        id=row["id"],
+        project_id=row["project_id"],
+        vector_store_id=row["vector_store_id"],
+        file_id=row["file_id"],
+        file_batch_id=row["file_batch_id"],
+        attempts=row["attempts"],
+        worker=row["worker"],
+        stage=row["stage"],
+        chunks_stored=row["chunks_stored"],
+    )
 
 
 async def set_stage(
@@ -306,13 +259,12 @@ async def lock_cancel_requested(conn: AsyncConnection[Any], *, job_id: str) -> b
 
 
 def _attempt_entry(job: JobRef, outcome: str, error: dict[str, Any] | None) -> Jsonb:
-    _, attempts, worker = _ref(job)
     return Jsonb(
         [
             {
-                "attempt": attempts,
+                "attempt": job.attempts,
                 "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-                "worker": worker,
+                "worker": job.worker,
                 "outcome": outcome,
                 "error": error,
             }
@@ -321,37 +273,37 @@ def _attempt_entry(job: JobRef, outcome: str, error: dict[str, Any] | None) -> J
 
 
 async def note_vendor_retries(
-    conn: AsyncConnection[Any], *, job: Row, retries: int, last_status: int | None, detail: str
+    conn: AsyncConnection[Any], *, job: JobRef, retries: int, last_status: int | None, detail: str
 ) -> None:
     """Log vendor faults the embedder retried by itself, so they show on the job."""
     entry = _attempt_entry(job, "vendor retries", None)
     entry.obj[0].update(retries=retries, last_status=last_status, detail=detail)
     await conn.execute(
-        "UPDATE jobs SET attempt_log = attempt_log || %s WHERE id = %s", [entry, job["id"]]
+        "UPDATE jobs SET attempt_log = attempt_log || %s WHERE id = %s", [entry, job.id]
     )
 
 
-async def finish_succeeded(conn: AsyncConnection[Any], *, job: Row, usage_bytes: int) -> None:
+async def finish_succeeded(conn: AsyncConnection[Any], *, job: JobRef, usage_bytes: int) -> None:
     async with conn.transaction():
         await conn.execute(
             f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'succeeded', stage = NULL,
                       stage_started_at = NULL, error = NULL, finished_at = clock_timestamp(),
                       attempt_log = attempt_log || %s
                 WHERE id = %s""",
-            [_attempt_entry(job, "succeeded", None), job["id"]],
+            [_attempt_entry(job, "succeeded", None), job.id],
         )
         await conn.execute(
             """UPDATE vector_store_files SET status = 'completed', last_error = NULL,
                       usage_bytes = %s WHERE job_id = %s""",
-            [usage_bytes, job["id"]],
+            [usage_bytes, job.id],
         )
-        await archives_db.after_job_finished(conn, job_id=job["id"])  # settles its archive
+        await archives_db.after_job_finished(conn, job_id=job.id)  # settles its archive
 
 
 async def finish_failed(conn: AsyncConnection[Any], *, job: JobRef, error: dict[str, Any]) -> None:
     """Fail the job; `error` holds code, message, stage and, where known, chunk and checkpoint
     (its key is `batch`, as the API has always shown it)."""
-    job_id = _ref(job)[0]
+    job_id = job.id
     async with conn.transaction():
         await conn.execute(
             f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'failed', error = %s,
@@ -404,87 +356,5 @@ async def release_job(
         f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'queued', stage_started_at = NULL,
                   worker = NULL, attempt_log = attempt_log || %s, error = coalesce(%s, error)
             WHERE id = %s AND status = 'running'""",
-        [_attempt_entry(job, reason, error), Jsonb(error) if error else None, _ref(job)[0]],
+        [_attempt_entry(job, reason, error), Jsonb(error) if error else None, job.id],
     )
-
-
-async def active_job_ids_of_file(
-    conn: AsyncConnection[Any], *, file_id: str, store_id: str | None = None
-) -> list[str]:
-    """Queued or running jobs of the file (in one store when `store_id` is given)."""
-    query = "SELECT id FROM jobs WHERE file_id = %s AND status IN ('queued', 'running')"
-    args: list[Any] = [file_id]
-    if store_id is not None:
-        query += " AND vector_store_id = %s"
-        args.append(store_id)
-    rows = await (await conn.execute(query, args)).fetchall()
-    return [r["id"] for r in rows]
-
-
-async def active_job_ids_of_store(conn: AsyncConnection[Any], *, store_id: str) -> list[str]:
-    rows = await (
-        await conn.execute(
-            "SELECT id FROM jobs WHERE vector_store_id = %s AND status IN ('queued', 'running')",
-            [store_id],
-        )
-    ).fetchall()
-    return [r["id"] for r in rows]
-
-
-async def request_cancel(conn: AsyncConnection[Any], *, job_ids: list[str]) -> list[int]:
-    """Cancel queued jobs at once and flag running ones; return queue ids of the queued ones."""
-    if not job_ids:
-        return []
-    job_ids = await archives_db.with_member_jobs(conn, job_ids=job_ids)  # an archive's members
-    cur = await conn.execute(
-        """UPDATE jobs SET cancel_requested = true WHERE id = ANY(%s)
-              AND status IN ('queued', 'running')
-           RETURNING id, status, queue_job_id""",
-        [job_ids],
-    )
-    rows = await cur.fetchall()
-    queued = [r for r in rows if r["status"] == "queued"]
-    for r in queued:
-        await finish_cancelled(conn, job_id=r["id"])
-    return [r["queue_job_id"] for r in queued if r["queue_job_id"] is not None]
-
-
-# --- read-outs for metrics -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FinishedTimes:
-    """A finished job's wall time and the time it spent in each stage."""
-
-    kind: str
-    status: str
-    seconds: float | None  # finished_at - started_at; None when it never started
-    stage_durations: dict[str, float]
-
-
-async def finished_times(conn: AsyncConnection[Any], *, job_id: str) -> FinishedTimes | None:
-    """None while the job is not finished (or is gone)."""
-    row = await (
-        await conn.execute(
-            """SELECT kind, status, stage_durations,
-                      extract(epoch FROM finished_at - started_at)::float8 AS seconds
-               FROM jobs WHERE id = %s AND finished_at IS NOT NULL""",
-            [job_id],
-        )
-    ).fetchone()
-    if row is None:
-        return None
-    return FinishedTimes(
-        kind=row["kind"],
-        status=row["status"],
-        seconds=row["seconds"],
-        stage_durations={k: float(v) for k, v in (row["stage_durations"] or {}).items()},
-    )
-
-
-async def count_by_status(conn: AsyncConnection[Any]) -> dict[str, int]:
-    """Jobs per status, only statuses that have any."""
-    rows = await (
-        await conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")
-    ).fetchall()
-    return {r["status"]: int(r["n"]) for r in rows}

@@ -123,7 +123,7 @@ async def finish_succeeded(conn: Conn, *, job: RunJob, result: dict[str, Any] | 
     async with conn.transaction():
         if result is not None:
             await set_result(conn, job_id=job.id, result=result)
-        await jobs_db.finish_succeeded(conn, job=job.as_row(), usage_bytes=0)
+        await jobs_db.finish_succeeded(conn, job=job, usage_bytes=0)
 
 
 async def finish_failed(
@@ -132,7 +132,7 @@ async def finish_failed(
     async with conn.transaction():
         if result is not None:
             await set_result(conn, job_id=job.id, result=result)
-        await jobs_db.finish_failed(conn, job=job.as_row(), error=error)
+        await jobs_db.finish_failed(conn, job=job, error=error)
 
 
 async def finish_cancelled(conn: Conn, *, job_id: str, result: dict[str, Any] | None) -> None:
@@ -143,7 +143,7 @@ async def finish_cancelled(conn: Conn, *, job_id: str, result: dict[str, Any] | 
 
 
 async def release(conn: Conn, *, job: RunJob, reason: str, error: dict[str, Any] | None) -> None:
-    await jobs_db.release_job(conn, job=job.as_row(), reason=reason, error=error)
+    await jobs_db.release_job(conn, job=job, reason=reason, error=error)
 
 
 async def list_schedule_runs(conn: Conn, *, schedule_id: str, page: PageRequest) -> Page:

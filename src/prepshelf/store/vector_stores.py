@@ -1,4 +1,4 @@
-"""Queries on vector stores, their files and file batches.
+"""Queries on vector stores and their files (file batches: `store/file_batches.py`).
 
 File counts are computed from `vector_store_files` at read time, never kept as counters, so
 they are exact at every moment: the SDK's batch poll loops while `in_progress > 0`.
@@ -16,7 +16,8 @@ from prepshelf.store.pages import Page, PageRequest, fetch_page
 
 Row = dict[str, Any]
 
-_COUNTS = """
+# A set of vector_store_files rows counted by status, as OpenAI's file_counts.
+FILE_COUNTS = """
     count(*) FILTER (WHERE status = 'in_progress') AS in_progress,
     count(*) FILTER (WHERE status = 'completed') AS completed,
     count(*) FILTER (WHERE status = 'failed') AS failed,
@@ -27,7 +28,7 @@ _STORE_SELECT = f"""
     SELECT vs.*, c.in_progress, c.completed, c.failed, c.cancelled, c.total, c.usage_bytes
     FROM vector_stores vs
     CROSS JOIN LATERAL (
-        SELECT {_COUNTS}, coalesce(sum(usage_bytes), 0)::bigint AS usage_bytes
+        SELECT {FILE_COUNTS}, coalesce(sum(usage_bytes), 0)::bigint AS usage_bytes
         FROM vector_store_files WHERE vector_store_id = vs.id) c"""
 
 
@@ -365,60 +366,3 @@ async def get_ingest_source(
     )
     row = await cur.fetchone()
     return None if row is None else IngestSource(**row)
-
-
-async def in_progress_job_ids_of_batch(conn: AsyncConnection[Any], *, batch_id: str) -> list[str]:
-    """Jobs of the batch's files still in progress."""
-    rows = await (
-        await conn.execute(
-            """SELECT job_id FROM vector_store_files
-           WHERE batch_id = %s AND status = 'in_progress' AND job_id IS NOT NULL""",
-            [batch_id],
-        )
-    ).fetchall()
-    return [r["job_id"] for r in rows]
-
-
-# --- batches -------------------------------------------------------------------------
-
-
-async def create_batch(conn: AsyncConnection[Any], *, batch_id: str, store_id: str) -> None:
-    await conn.execute(
-        "INSERT INTO file_batches (id, vector_store_id) VALUES (%s, %s)", [batch_id, store_id]
-    )
-
-
-async def get_batch(conn: AsyncConnection[Any], *, store_id: str, batch_id: str) -> Row | None:
-    cur = await conn.execute(
-        f"""SELECT b.*, c.* FROM file_batches b
-            CROSS JOIN LATERAL (SELECT {_COUNTS} FROM vector_store_files
-                                WHERE batch_id = b.id) c
-            WHERE b.id = %s AND b.vector_store_id = %s""",
-        [batch_id, store_id],
-    )
-    return await cur.fetchone()
-
-
-async def mark_batch_cancel_requested(conn: AsyncConnection[Any], *, batch_id: str) -> None:
-    await conn.execute(
-        "UPDATE file_batches SET cancel_requested_at = coalesce(cancel_requested_at, "
-        "clock_timestamp()) WHERE id = %s",
-        [batch_id],
-    )
-
-
-async def list_batches(conn: AsyncConnection[Any], *, store_id: str, page: PageRequest) -> Page:
-    """A store's batches with their file counts (beyond OpenAI: the dashboard lists them)."""
-    return await fetch_page(
-        conn,
-        select=f"""SELECT b.*, c.* FROM file_batches b
-                   CROSS JOIN LATERAL (SELECT {_COUNTS} FROM vector_store_files
-                                       WHERE batch_id = b.id) c""",
-        where="b.vector_store_id = %s",
-        params=[store_id],
-        key_created="b.created_at",
-        key_id="b.id",
-        cursor_lookup="SELECT created_at FROM file_batches WHERE vector_store_id = %s AND id = %s",
-        cursor_params=[store_id],
-        page=page,
-    )

@@ -17,6 +17,7 @@ from prepshelf.errors import NotFoundError
 from prepshelf.ids import new_batch_id
 from prepshelf.jobs.cancel import cancel_batch_jobs
 from prepshelf.jobs.enqueue import AttachItem, attach_files
+from prepshelf.store import file_batches as file_batches_db
 from prepshelf.store import vector_stores as stores_db
 
 router = APIRouter(
@@ -27,7 +28,7 @@ router = APIRouter(
 
 
 async def _load_batch(conn: Any, store_id: str, batch_id: str) -> dict[str, Any]:
-    row = await stores_db.get_batch(conn, store_id=store_id, batch_id=batch_id)
+    row = await file_batches_db.get_file_batch(conn, store_id=store_id, batch_id=batch_id)
     if row is None:
         raise NotFoundError(f"No such file batch: {batch_id}", param="batch_id")
     return row
@@ -54,7 +55,7 @@ async def create_file_batch(
         items = [AttachItem(fid, body.attributes or {}, chunking) for fid in body.file_ids or []]
     batch_id = new_batch_id()
     async with conn.transaction():
-        await stores_db.create_batch(conn, batch_id=batch_id, store_id=vector_store_id)
+        await file_batches_db.create_file_batch(conn, batch_id=batch_id, store_id=vector_store_id)
         await attach_files(
             request.app.state.queue,
             conn,
@@ -72,7 +73,7 @@ async def list_file_batches(
 ) -> dict[str, Any]:
     """Beyond OpenAI: a store's batches, newest first (the dashboard's batch list)."""
     await load_store(conn, project, vector_store_id)
-    result = await stores_db.list_batches(conn, store_id=vector_store_id, page=page)
+    result = await file_batches_db.list_file_batches(conn, store_id=vector_store_id, page=page)
     return list_object([batch_object(r) for r in result.rows], result.has_more)
 
 
@@ -90,7 +91,7 @@ async def cancel_file_batch(
 ) -> dict[str, Any]:
     await load_store(conn, project, vector_store_id)
     await _load_batch(conn, vector_store_id, batch_id)
-    await stores_db.mark_batch_cancel_requested(conn, batch_id=batch_id)
+    await file_batches_db.mark_file_batch_cancel_requested(conn, batch_id=batch_id)
     await cancel_batch_jobs(request.app.state.queue, conn, batch_id=batch_id)
     return batch_object(await _load_batch(conn, vector_store_id, batch_id))
 
