@@ -41,14 +41,10 @@ def service(
     """The API and one worker process on a fresh database (one per test module); the real
     model only in modules marked real_model."""
     real = request.node.get_closest_marker("real_model") is not None
-    svc = Service(
+    with Service(
         database_url,
         Path(tmp_path_factory.mktemp("svc")),
         workers=1,
         extra_env=REAL_MODEL if real else None,
-    )
-    try:
-        svc.start()
+    ) as svc:
         yield svc
-    finally:
-        svc.stop()

@@ -80,3 +80,25 @@ def generated_text(paragraphs: int, seed: int = 0) -> str:
         sentence = " ".join(words[(p * 7 + i * 3 + seed) % len(words)] for i in range(60))
         out.append(f"Paragraph {p} of document {seed}. {sentence}.")
     return "\n\n".join(out)
+
+
+def wait_next_sweep(svc: Service, timeout_s: float = 60) -> None:
+    """Return once a sweep that started after this call has finished (the periodic task)."""
+    with svc.db() as db:
+        since = db.execute("SELECT clock_timestamp() AS t").fetchone()["t"]  # type: ignore[index]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with svc.db() as db:
+            done = db.execute(
+                """SELECT 1 FROM procrastinate_jobs j
+                   JOIN procrastinate_events started
+                        ON started.job_id = j.id AND started.type = 'started'
+                   WHERE j.task_name = 'prepshelf.sweep' AND j.status = 'succeeded'
+                     AND started.at > %s
+                   LIMIT 1""",
+                [since],
+            ).fetchone()
+        if done:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no sweep ran within {timeout_s} s\n{svc.logs()}")

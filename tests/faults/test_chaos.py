@@ -20,7 +20,7 @@ from prepshelf.pipeline.embed import default_model_dir
 from prepshelf.pipeline.parse import parse_file
 from prepshelf.pipeline.tokenizer import load_tokenizer
 from support.corpus import good_files, needs_corpus
-from support.service import REAL_MODEL, Service
+from support.service import FAST_RECOVERY, REAL_MODEL, Service
 
 pytestmark = [needs_corpus]
 
@@ -43,21 +43,15 @@ KILLS = 3
 def svc(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     env = {
         "PREPSHELF_TORCH_THREADS": "1",
-        "PREPSHELF_STALL_TIMEOUT_S": "6",
-        "PREPSHELF_HEARTBEAT_INTERVAL_S": "1",
-        "PREPSHELF_SWEEP_INTERVAL_S": "2",
+        **FAST_RECOVERY,
         "PREPSHELF_MAX_ATTEMPTS": "6",  # 3 kills can hit the same file 3 times
         # The real model: with the fake one the batch can end before three kills land.
         **REAL_MODEL,
     }
-    service = Service(
+    with Service(
         database_url, Path(tmp_path_factory.mktemp("chaos")), workers=2, extra_env=env
-    )
-    try:
-        service.start()
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def _busy_workers(svc: Service) -> list[Any]:

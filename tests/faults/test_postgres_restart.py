@@ -18,7 +18,7 @@ from faults.helpers import generated_text, upload
 from prepshelf.embedded import EmbeddedPostgres
 from prepshelf.store.migrate import apply_migrations
 from support.fake_vendor import FakeVendor
-from support.service import Service
+from support.service import FAST_RECOVERY, Service
 
 FILES = 4
 
@@ -59,9 +59,7 @@ def test_postgres_restart_mid_batch(own_postgres: EmbeddedPostgres, tmp_path: Pa
         "PREPSHELF_EMBED_CHECKPOINT_ROWS": "4",
         "PREPSHELF_RETRY_BASE_DELAY_S": "0.5",
         "PREPSHELF_RETRY_MAX_DELAY_S": "2",
-        "PREPSHELF_STALL_TIMEOUT_S": "6",
-        "PREPSHELF_HEARTBEAT_INTERVAL_S": "1",
-        "PREPSHELF_SWEEP_INTERVAL_S": "2",
+        **FAST_RECOVERY,
         "PREPSHELF_WORKER_NICE": "0",
     }
     svc = Service(own_postgres.url, tmp_path / "svc", workers=1, extra_env=env)  # type: ignore[attr-defined]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,11 @@ from faults.helpers import (
     kill9,
     upload,
     wait_job,
+    wait_next_sweep,
     worker_of,
 )
 from support.fake_vendor import FakeVendor
-from support.service import Service
+from support.service import FAST_RECOVERY, Service
 
 BATCH = 4
 
@@ -57,19 +57,13 @@ def svc(
         "PREPSHELF_MAX_ATTEMPTS": "3",
         "PREPSHELF_RETRY_BASE_DELAY_S": "0.5",
         "PREPSHELF_RETRY_MAX_DELAY_S": "2",
-        "PREPSHELF_STALL_TIMEOUT_S": "6",
-        "PREPSHELF_HEARTBEAT_INTERVAL_S": "1",
-        "PREPSHELF_SWEEP_INTERVAL_S": "2",
+        **FAST_RECOVERY,
         "PREPSHELF_WORKER_NICE": "0",
     }
-    service = Service(
+    with Service(
         database_url, Path(tmp_path_factory.mktemp("remote")), workers=1, extra_env=env
-    )
-    try:
-        service.start()
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture(scope="module")
@@ -366,5 +360,5 @@ def test_poison_file_fails_after_max_attempts(svc: Service, store: str, vendor: 
     with svc.http() as http:
         vsf = http.get(f"/v1/vector_stores/{store}/files/{file_id}").json()
     assert vsf["status"] == "failed" and "stopped 3 times" in vsf["last_error"]["message"]
-    time.sleep(3)  # one more sweep: it must not be picked up again
+    wait_next_sweep(svc)  # one more sweep: it must not pick the job up again
     assert job(svc, job_id)["status"] == "failed"

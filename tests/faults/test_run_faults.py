@@ -11,7 +11,7 @@ import pytest
 
 from faults.helpers import generated_text, job, kill9, wait_job, worker_of
 from support.runs import ok, store_files
-from support.service import Service
+from support.service import FAST_RECOVERY, Service
 
 QUESTIONS = 1500  # enough that the run is still going when its worker is killed
 
@@ -27,17 +27,14 @@ def svc(
 ) -> Iterator[Service]:
     env = {
         "PREPSHELF_TORCH_THREADS": "1",
-        "PREPSHELF_STALL_TIMEOUT_S": "6",
-        "PREPSHELF_HEARTBEAT_INTERVAL_S": "1",
-        "PREPSHELF_SWEEP_INTERVAL_S": "2",
+        **FAST_RECOVERY,
         "PREPSHELF_SYNC_ROOTS": str(roots),
         "PREPSHELF_RUN_POLL_INTERVAL_S": "1",
     }
-    service = Service(database_url, tmp_path_factory.mktemp("runs"), workers=1, extra_env=env)
-    try:
-        yield service.start()
-    finally:
-        service.stop()
+    with Service(
+        database_url, tmp_path_factory.mktemp("runs"), workers=1, extra_env=env
+    ) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")

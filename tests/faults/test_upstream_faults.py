@@ -16,7 +16,7 @@ import pytest
 from faults.helpers import job, kill9, wait_job, worker_of
 from support.fake_upstream import FakeUpstream, max_in_flight
 from support.media import recording, transcription_config
-from support.service import Service
+from support.service import FAST_RECOVERY, Service
 from support.upstream_batches import chat_line, create, lines_of, sends, upstream_config, wait
 
 MAX_CONCURRENT = 4
@@ -35,7 +35,7 @@ def svc(
 ) -> Iterator[Service]:
     config = upstream_config(fake.url, rpm=6000, max_concurrent=MAX_CONCURRENT)
     config["upstreams"].update(transcription_config(fake.url)["upstreams"])
-    service = Service(
+    with Service(
         database_url,
         Path(tmp_path_factory.mktemp("upstream-kill")),
         workers=1,
@@ -43,16 +43,11 @@ def svc(
             "PREPSHELF_UPSTREAMS": json.dumps(config),
             "PREPSHELF_BATCH_SLICE_LINES": "20",
             "PREPSHELF_UPSTREAM_POLL_S": "0.1",
-            "PREPSHELF_STALL_TIMEOUT_S": "6",
-            "PREPSHELF_HEARTBEAT_INTERVAL_S": "1",
-            "PREPSHELF_SWEEP_INTERVAL_S": "2",
+            **FAST_RECOVERY,
             "PREPSHELF_MEDIA_SEGMENT_S": "10",
         },
-    )
-    try:
-        yield service.start()
-    finally:
-        service.stop()
+    ) as service:
+        yield service
 
 
 def test_kill_9_mid_slice_loses_and_duplicates_no_line(svc: Service, fake: FakeUpstream) -> None:

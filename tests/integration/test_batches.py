@@ -280,7 +280,7 @@ def fragile(
     postgres: pg.TestPostgres, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     """A service of its own (database too) with one worker and a fast sweeper, to kill workers."""
-    svc = Service(
+    with Service(
         postgres.new_database(),
         Path(tmp_path_factory.mktemp("fragile")),
         workers=1,
@@ -290,12 +290,8 @@ def fragile(
             "PREPSHELF_SWEEP_INTERVAL_S": "1",
             "PREPSHELF_BATCH_SLICE_LINES": "64",
         },
-    )
-    try:
-        svc.start()
+    ) as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 def test_worker_killed_mid_batch_resumes_without_duplicates(fragile: Service) -> None:

@@ -81,15 +81,12 @@ def corpus_service(
     database_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Service]:
-    svc = Service(
+    with Service(
         database_url,
         tmp_path_factory.mktemp("corpus"),
         workers=2,
-    )
-    try:
-        yield svc.start()
-    finally:
-        svc.stop()
+    ) as svc:
+        yield svc
 
 
 DISTRACTOR_MAX_BYTES = 200 * 1024

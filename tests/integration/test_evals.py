@@ -450,9 +450,7 @@ def test_another_project_sees_no_eval(service: Service, store: dict[str, Any]) -
         )
         project = ok(http.post("/v1/admin/projects", json={"name": "other-team"}))
         key = ok(http.post("/v1/admin/keys", json={"project_id": project["id"]}))["value"]
-    other = httpx.Client(
-        base_url=f"http://127.0.0.1:{service.port}", headers={"Authorization": f"Bearer {key}"}
-    )
+    other = service.http(key)
     with other:
         base = f"/v1/evals/{evaluation['id']}"
         for method, path in [

@@ -27,16 +27,12 @@ FINAL = {"succeeded", "failed", "cancelled"}
 def service(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     # Small embedding batches make several progress events per file; a short keep-alive
     # interval lets the keep-alive test finish quickly.
-    svc = Service(
+    with Service(
         database_url,
         Path(tmp_path_factory.mktemp("svc")),
         extra_env={"PREPSHELF_EMBED_CHECKPOINT_ROWS": "4", "PREPSHELF_EVENTS_KEEPALIVE_S": "0.5"},
-    )
-    try:
-        svc.start()
+    ) as svc:
         yield svc
-    finally:
-        svc.stop()
 
 
 def _text(topic: str, sentences: int = 120) -> str:

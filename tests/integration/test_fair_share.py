@@ -50,11 +50,8 @@ def _fetch_order(svc: Service) -> list[str]:
 @pytest.fixture(scope="module")
 def desk(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """The API alone: queued jobs stay queued, so the queue's order can be read."""
-    svc = Service(postgres.new_database(), Path(tmp_path_factory.mktemp("desk")), workers=0)
-    try:
-        yield svc.start()
-    finally:
-        svc.stop()
+    with Service(postgres.new_database(), Path(tmp_path_factory.mktemp("desk")), workers=0) as svc:
+        yield svc
 
 
 def test_new_files_queue_behind_their_own_projects_files_only(desk: Service) -> None:
@@ -92,15 +89,12 @@ def test_new_files_queue_behind_their_own_projects_files_only(desk: Service) -> 
 
 @pytest.fixture(scope="module")
 def svc(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    service = Service(
+    with Service(
         database_url,
         Path(tmp_path_factory.mktemp("fair")),
         extra_env={"PREPSHELF_INGEST_CONCURRENCY": "1"},
-    )
-    try:
-        yield service.start()
-    finally:
-        service.stop()
+    ) as service:
+        yield service
 
 
 def test_one_file_of_another_project_is_not_held_up_by_a_backlog(svc: Service) -> None:

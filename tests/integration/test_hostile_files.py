@@ -20,7 +20,7 @@ _GOOD = "The quartermaster counted forty barrels of salted herring in the hold."
 def hostile_service(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    svc = Service(
+    with Service(
         database_url,
         tmp_path_factory.mktemp("hostile"),
         workers=1,
@@ -28,11 +28,8 @@ def hostile_service(
             "PREPSHELF_PARSE_MEMORY_LIMIT_MB": "1024",
             "PREPSHELF_PARSE_TIMEOUT_S": "60",
         },
-    )
-    try:
-        yield svc.start()
-    finally:
-        svc.stop()
+    ) as svc:
+        yield svc
 
 
 def _pdf(content: bytes | None, *, filter_flate: bool = False, extra_trailer: bytes = b"") -> bytes:

@@ -22,14 +22,6 @@ DOC = (
 MODEL = "all-MiniLM-L6-v2"
 
 
-def _client(service: Service, key: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=f"http://127.0.0.1:{service.port}",
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=60,
-    )
-
-
 def _ok(r: httpx.Response) -> dict[str, Any]:
     assert r.status_code == 200, r.text
     return dict(r.json())
@@ -48,7 +40,7 @@ def _wait_batch(http: httpx.Client, vs: str, batch: str) -> dict[str, Any]:
 def _tenant(service: Service, admin: httpx.Client, name: str) -> dict[str, Any]:
     project = _ok(admin.post("/v1/admin/projects", json={"name": name}))
     key = _ok(admin.post("/v1/admin/keys", json={"project_id": project["id"]}))["value"]
-    http = _client(service, key)
+    http = service.http(key)
     file_id = _ok(
         http.post(
             "/v1/files",

@@ -15,14 +15,6 @@ import pytest
 from support.service import Service, base_env
 
 
-def _as(service: Service, key: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=f"http://127.0.0.1:{service.port}",
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=30,
-    )
-
-
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "prepshelf", *args],
@@ -71,7 +63,7 @@ def test_keys_are_stored_only_as_hashes(service: Service, alpha: dict[str, Any])
 
 
 def test_project_key_works_but_cannot_administer(service: Service, alpha: dict[str, Any]) -> None:
-    with _as(service, alpha["key"]["value"]) as client:
+    with service.http(alpha["key"]["value"]) as client:
         assert client.get("/v1/files").status_code == 200
         r = client.get("/v1/admin/keys")
         assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
@@ -105,7 +97,7 @@ def test_cli_create_list_revoke(service: Service) -> None:
     assert made.returncode == 0, made.stderr
     secret = made.stdout.strip()
     assert secret.startswith("sk-prepshelf-") and "created project beta" in made.stderr
-    with _as(service, secret) as client:
+    with service.http(secret) as client:
         assert client.get("/v1/vector_stores").status_code == 200
     listing = _cli("keys", "list", "--project", "beta", env=env)
     assert listing.returncode == 0 and "from-cli" in listing.stdout
@@ -115,7 +107,7 @@ def test_cli_create_list_revoke(service: Service) -> None:
     assert revoked.returncode == 0, revoked.stderr
     # A revoke from outside the API process takes effect within the key cache's TTL.
     deadline = time.monotonic() + 15
-    with _as(service, secret) as client:
+    with service.http(secret) as client:
         while client.get("/v1/vector_stores").status_code != 401:
             assert time.monotonic() < deadline, "revoked key still accepted"
             time.sleep(0.5)

@@ -26,16 +26,12 @@ BATCH_ROUTE = "/v1/vector_stores/{vector_store_id}/file_batches"
 
 @pytest.fixture(scope="module")
 def svc(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    service = Service(
+    with Service(
         database_url,
         Path(tmp_path_factory.mktemp("svc-visibility")),
         extra_env={"PREPSHELF_LOG_FORMAT": "json"},
-    )
-    try:
-        service.start()
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture(scope="module")

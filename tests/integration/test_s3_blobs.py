@@ -38,16 +38,13 @@ def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
 def s3_service(
     database_url: str, moto: MotoServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    svc = Service(
+    with Service(
         database_url,
         Path(tmp_path_factory.mktemp("s3svc")),
         workers=1,
         extra_env={**moto.env(BUCKET, PREFIX), "PREPSHELF_TORCH_THREADS": "1"},
-    )
-    try:
-        yield svc.start()
-    finally:
-        svc.stop()
+    ) as svc:
+        yield svc
 
 
 def _object_keys(moto: MotoServer) -> set[str]:

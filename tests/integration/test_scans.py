@@ -45,7 +45,7 @@ CORPUS_SCANS = [
 
 @pytest.fixture(scope="module")
 def service(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    svc = Service(
+    with Service(
         database_url,
         tmp_path_factory.mktemp("ocr"),
         workers=1,
@@ -55,11 +55,8 @@ def service(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
             "PREPSHELF_PARSE_MEMORY_LIMIT_MB": "1024",
             **REAL_MODEL,
         },
-    )
-    try:
-        yield svc.start()
-    finally:
-        svc.stop()
+    ) as svc:
+        yield svc
 
 
 def _upload(client: Any, name: str, data: bytes) -> str:

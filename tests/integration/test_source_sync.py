@@ -51,7 +51,7 @@ def service(
 ) -> Iterator[Service]:
     s3 = moto.env(BUCKET, "unused")
     del s3["PREPSHELF_BLOB_URL"]  # blobs stay local; only the sync reads the bucket
-    svc = Service(
+    with Service(
         database_url,
         tmp_path_factory.mktemp("svc"),
         extra_env={
@@ -59,11 +59,8 @@ def service(
             "PREPSHELF_SYNC_ROOTS": f"{roots},s3://{BUCKET}/team",
             "PREPSHELF_RUN_POLL_INTERVAL_S": "1",
         },
-    )
-    try:
-        yield svc.start()
-    finally:
-        svc.stop()
+    ) as svc:
+        yield svc
 
 
 def _write(folder: Path, rel: str, text: str) -> None:

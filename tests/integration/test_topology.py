@@ -25,6 +25,7 @@ import pytest
 from prepshelf.store.migrate import _migration_files
 from support import postgres as pg_support
 from support.cluster import Cluster, SpreadClient
+from support.service import FAST_RECOVERY
 
 N_FILES = 18
 WORDS = [
@@ -66,9 +67,7 @@ def empty_database(postgres: pg_support.TestPostgres) -> str:
 @pytest.fixture(scope="module")
 def cluster(empty_database: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     env = {
-        "PREPSHELF_STALL_TIMEOUT_S": "6",
-        "PREPSHELF_HEARTBEAT_INTERVAL_S": "1",
-        "PREPSHELF_SWEEP_INTERVAL_S": "2",
+        **FAST_RECOVERY,
         "PREPSHELF_TORCH_THREADS": "1",
         "PREPSHELF_WORKER_NICE": "0",
     }

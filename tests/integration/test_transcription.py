@@ -29,7 +29,7 @@ def fake() -> Iterator[FakeUpstream]:
 def svc(
     database_url: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    service = Service(
+    with Service(
         database_url,
         Path(tmp_path_factory.mktemp("transcription")),
         extra_env={
@@ -37,11 +37,8 @@ def svc(
             "PREPSHELF_MEDIA_SEGMENT_S": "30",
             "PREPSHELF_RETRY_BASE_DELAY_S": "0.5",
         },
-    )
-    try:
-        yield service.start()
-    finally:
-        service.stop()
+    ) as service:
+        yield service
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ import pytest
 from support.fake_answers import chat_prompt_text, completion_text
 from support.fake_upstream import FakeUpstream, Rule, max_in_flight, max_in_window
 from support.postgres import TestPostgres as Postgres  # not collected as a test class
-from support.service import Service
+from support.service import FAST_RECOVERY, Service
 from support.tenants import new_tenant, ok
 from support.upstream_batches import (
     MODEL,
@@ -44,7 +44,7 @@ def svc(
     database_url: str, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     config = upstream_config(fake.url, rpm=RPM, max_concurrent=MAX_CONCURRENT)
-    service = Service(
+    with Service(
         database_url,
         Path(tmp_path_factory.mktemp("upstream-batches")),
         workers=2,
@@ -53,15 +53,10 @@ def svc(
             "PREPSHELF_BATCH_SLICE_LINES": "8",
             "PREPSHELF_BATCH_TURN_S": "1",
             "PREPSHELF_UPSTREAM_POLL_S": "0.1",
-            "PREPSHELF_STALL_TIMEOUT_S": "6",
-            "PREPSHELF_HEARTBEAT_INTERVAL_S": "1",
-            "PREPSHELF_SWEEP_INTERVAL_S": "2",
+            **FAST_RECOVERY,
         },
-    )
-    try:
-        yield service.start()
-    finally:
-        service.stop()
+    ) as service:
+        yield service
 
 
 @pytest.fixture(autouse=True)
@@ -105,7 +100,7 @@ def test_a_chat_batch_answers_every_line_in_openais_shapes(
     assert job["status"] == "succeeded" and job["progress"]["done"] == 21
 
 
-def test_transient_faults_are_retried_and_refusals_stay_thelines(
+def test_transient_faults_are_retried_and_refusals_stay_the_lines_errors(
     svc: Service, fake: FakeUpstream
 ) -> None:
     fake.add(
@@ -150,7 +145,7 @@ def test_completions_batch(svc: Service) -> None:
     assert texts == {f"c-{i}": completion_text(f"Label record {i}:", 5)[0] for i in range(5)}
 
 
-def test_an_endpoint_no_upstream_serves_is_refused_atcreate(svc: Service) -> None:
+def test_an_endpoint_no_upstream_serves_is_refused_at_create(svc: Service) -> None:
     client = svc.openai()
     f = client.files.create(file=("in.jsonl", io.BytesIO(b"{}\n")), purpose="batch")
     with pytest.raises(openai.BadRequestError, match="not supported by this server"):
@@ -203,7 +198,7 @@ def short_window(
     postgres: Postgres, fake: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     """A service whose batches expire 4 s after they are created."""
-    service = Service(
+    with Service(
         postgres.new_database(),
         Path(tmp_path_factory.mktemp("upstream-expiry")),
         extra_env={
@@ -213,11 +208,8 @@ def short_window(
             "PREPSHELF_BATCH_SLICE_LINES": "8",
             "PREPSHELF_BATCH_COMPLETION_WINDOW_S": "4",
         },
-    )
-    try:
-        yield service.start()
-    finally:
-        service.stop()
+    ) as service:
+        yield service
 
 
 def test_expiry_keeps_the_answers_and_reports_every_line_never_sent(

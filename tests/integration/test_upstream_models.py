@@ -38,7 +38,7 @@ def svc(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     root = tmp_path_factory.mktemp("models")
     config = Path(root / "upstreams.toml")
     config.write_text(CONFIG)
-    service = Service(
+    with Service(
         database_url,
         root / "svc",
         workers=0,  # listing models needs no worker
@@ -47,12 +47,8 @@ def svc(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             "GPU_CLUSTER_KEY": SECRET,
             "PREPSHELF_QUERY_MODEL_PRELOAD": "false",
         },
-    )
-    try:
-        service.start()
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 def test_every_served_model_is_listed(svc: Service) -> None:

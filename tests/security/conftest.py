@@ -28,17 +28,13 @@ SECURITY_ENV = {
 
 @pytest.fixture(scope="package")
 def svc(postgres: TestPostgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    service = Service(
+    with Service(
         postgres.new_database(),
         Path(tmp_path_factory.mktemp("security")),
         workers=1,
         extra_env=SECURITY_ENV,
-    )
-    try:
-        service.start()
+    ) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.fixture(scope="package")

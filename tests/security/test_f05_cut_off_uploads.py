@@ -10,7 +10,6 @@ no temporary file and no blob behind, and the service must stay healthy.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -156,9 +155,8 @@ def test_nothing_is_left_on_disk(
 
 def test_uploads_still_work(tenants: tuple[Tenant, Tenant]) -> None:
     a, _ = tenants
-    started = time.monotonic()
+    # No wall-clock bound here: the client's own timeout fails a hung upload.
     r = a.http.post(
         "/v1/files", files={"file": ("ok.txt", b"fine")}, data={"purpose": "assistants"}
     )
     assert r.status_code == 200, r.text
-    assert time.monotonic() - started < 60

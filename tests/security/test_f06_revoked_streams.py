@@ -18,7 +18,7 @@ import pytest
 from support.attack import wait_until
 from support.service import Service
 from support.sse import Frame, frames
-from support.tenants import Tenant, client, new_key, ok, upload
+from support.tenants import Tenant, new_key, ok, upload
 
 
 def _revoke_by_api(svc: Service, key_id: str) -> None:
@@ -43,7 +43,7 @@ def test_stream_ends_when_its_key_is_revoked(
 
     def listen() -> None:
         with (
-            client(svc, secret) as http,
+            svc.http(secret) as http,
             http.stream(
                 "GET", f"/v1/events?vector_store_id={store}", timeout=httpx.Timeout(60, read=60)
             ) as response,
@@ -73,7 +73,7 @@ def test_stream_ends_when_its_key_is_revoked(
     assert not any(f.data and f.data.get("file_id") == late for f in received)
     # A reconnect is refused once the key cache's 2 s have passed (a revoke made elsewhere;
     # one made through this API process is refused at once).
-    with client(svc, secret) as http:
+    with svc.http(secret) as http:
         assert wait_until(
             lambda: http.get("/v1/files", params={"limit": 1}).status_code == 401, timeout_s=15
         )

@@ -34,6 +34,13 @@ def free_port() -> int:
 DEFAULT_BACKEND = "torch"
 REAL_MODEL = {"PREPSHELF_LOCAL_BACKEND": "torch"}
 
+# For tests that kill or stop workers: a lost worker's job is swept back within seconds.
+FAST_RECOVERY = {
+    "PREPSHELF_STALL_TIMEOUT_S": "6",
+    "PREPSHELF_HEARTBEAT_INTERVAL_S": "1",
+    "PREPSHELF_SWEEP_INTERVAL_S": "2",
+}
+
 
 def base_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREPSHELF_")}
@@ -108,6 +115,16 @@ class Service:
                 stderr=subprocess.STDOUT,
             )
 
+    def __enter__(self) -> Service:
+        try:
+            return self.start()
+        except BaseException:  # a start that never got ready leaves no process behind
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def start(self) -> Service:
         self.api = self._spawn("api")
         for _ in range(self._n_workers):
@@ -157,12 +174,15 @@ class Service:
         self._clients.append(client)  # closed with the service
         return client
 
-    def http(self) -> httpx.Client:
-        return httpx.Client(
+    def http(self, key: str | None = None) -> httpx.Client:
+        """A client of the API with the admin key, or with `key` (another project's)."""
+        client = httpx.Client(
             base_url=f"http://127.0.0.1:{self.port}",
-            headers={"Authorization": f"Bearer {self.api_key}"},
+            headers={"Authorization": f"Bearer {key or self.api_key}"},
             timeout=60,
         )
+        self._clients.append(client)  # closed with the service, not left to the collector
+        return client
 
     def db(self) -> psycopg.Connection[dict[str, Any]]:
         return psycopg.connect(self.database_url, autocommit=True, row_factory=dict_row)

@@ -19,14 +19,6 @@ class Tenant:
     http: httpx.Client
 
 
-def client(svc: Service, key: str) -> httpx.Client:
-    return httpx.Client(
-        base_url=f"http://127.0.0.1:{svc.port}",
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=60,
-    )
-
-
 def ok(response: httpx.Response) -> Any:
     assert response.is_success, (response.status_code, response.text)
     return response.json()
@@ -36,7 +28,7 @@ def new_tenant(svc: Service, name: str) -> Tenant:
     with svc.http() as admin:
         project = ok(admin.post("/v1/admin/projects", json={"name": name}))
         key = ok(admin.post("/v1/admin/keys", json={"project_id": project["id"]}))
-    return Tenant(project["id"], key["value"], key["id"], client(svc, key["value"]))
+    return Tenant(project["id"], key["value"], key["id"], svc.http(key["value"]))
 
 
 def new_key(svc: Service, project_id: str) -> tuple[str, str]:

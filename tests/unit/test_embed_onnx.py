@@ -3,11 +3,11 @@ exported once into a cache dir, offline, safely when several workers start toget
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,13 +105,25 @@ def test_concurrent_starts_export_once(tmp_path: Path, monkeypatch: pytest.Monke
     model_dir.mkdir()
     (model_dir / "config.json").write_text("{}")
     calls: list[Path] = []
+    # The export finishes only once all four starts have reached the lock, so three of them
+    # really wait on it (no sleep that a slow machine could outlast).
+    arrived = threading.Semaphore(0)
+    real_locked = embed_onnx_export._locked
 
-    def slow_export(model_dir: Path, out: Path, *args: object) -> None:
+    @contextlib.contextmanager
+    def counted_lock(path: Path) -> Iterator[None]:
+        arrived.release()
+        with real_locked(path):
+            yield
+
+    def export_after_all_arrived(model_dir: Path, out: Path, *args: object) -> None:
         calls.append(out)
-        time.sleep(0.3)  # long enough for the others to queue on the lock
+        for _ in range(4):
+            assert arrived.acquire(timeout=30), "not every start reached the lock"
         (out / embed_onnx_export.MODEL_FILE).write_bytes(b"graph")
 
-    monkeypatch.setattr(embed_onnx_export, "_run_child", slow_export)
+    monkeypatch.setattr(embed_onnx_export, "_locked", counted_lock)
+    monkeypatch.setattr(embed_onnx_export, "_run_child", export_after_all_arrived)
     results: list[Path] = []
     threads = [
         threading.Thread(

@@ -19,6 +19,7 @@ from prepshelf.api.metrics import render
 
 class FlakyEmbedder:
     model_id, dimensions, max_input_tokens = "flaky", 4, 16
+    cache_suffix, last_report = "", None
 
     def __init__(self) -> None:
         self.fail_next = False
