@@ -15,12 +15,8 @@ import pytest
 
 from prepshelf.domain.archives import outcome_message
 from prepshelf.errors import InvalidFileError
-from prepshelf.pipeline.archive import (
-    ArchiveLimits,
-    Expansion,
-    expand_archive,
-    safe_member_name,
-)
+from prepshelf.pipeline.archive import ArchiveLimits, Expansion, expand_archive
+from prepshelf.pipeline.archive_members import safe_member_name
 from prepshelf.pipeline.sandbox import run_in_subprocess
 from support.corpus import CORPUS, needs_corpus
 

@@ -12,10 +12,8 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
-import re
 import stat
 import tarfile
-import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -24,13 +22,19 @@ from pathlib import Path
 from typing import IO, Protocol, cast
 
 from prepshelf.errors import FileProcessingError, InvalidFileError
+from prepshelf.pipeline.archive_members import (
+    MemberRefused,
+    printable,
+    safe_member_name,
+    size_text,
+    special_reason,
+    tar_special_reason,
+)
 from prepshelf.pipeline.sniff import ARCHIVE_KINDS, sniff_file
 
 _BLOCK = 1024 * 1024
 _MAX_LISTED = 50  # refusals kept by name; the rest are only counted
 _STREAM_SLACK = 64 * 1024 * 1024  # tar headers and padding on top of member bytes
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_DRIVE = re.compile(r"^[A-Za-z]:")
 _SUFFIXES = {"gzip": (".gz", ".tgz"), "bzip2": (".bz2", ".tbz2"), "xz": (".xz", ".txz")}
 
 
@@ -70,15 +74,11 @@ class Expansion:
     def refuse(self, name: str, reason: str) -> None:
         self.refused_total += 1
         if len(self.refused) < _MAX_LISTED:
-            self.refused.append(Refused(_printable(name), reason))
+            self.refused.append(Refused(printable(name), reason))
 
 
 class _Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
-
-
-class _Refuse(Exception):
-    """One member is skipped; the archive goes on."""
 
 
 def expand_archive(
@@ -121,40 +121,6 @@ def nesting_message(max_depth: int) -> str:
     return f"archive nested more than {max_depth} levels deep (nesting limit)"
 
 
-def safe_member_name(raw: str, *, max_component: int, max_total: int) -> str:
-    """The display name of a member, or _Refuse for names that try to leave the archive."""
-    if "\x00" in raw:
-        raise _Refuse("NUL byte in name")
-    name = raw.replace("\\", "/")  # Windows archivers write backslashes
-    if name.startswith("/") or _DRIVE.match(name):
-        raise _Refuse("absolute path")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise _Refuse("path traversal")
-    parts = [_CONTROL.sub("_", unicodedata.normalize("NFC", p)) for p in parts]
-    if not parts:
-        raise _Refuse("empty name")
-    if any(len(p.encode("utf-8", "surrogatepass")) > max_component for p in parts):
-        raise _Refuse(f"name too long (a path component over {max_component} bytes)")
-    clean = "/".join(parts)
-    if len(clean.encode("utf-8", "surrogatepass")) > max_total:
-        raise _Refuse(f"name too long (over {max_total} bytes)")
-    return clean.encode("utf-8", "replace").decode("utf-8")  # no lone surrogates in the DB
-
-
-def _printable(name: str) -> str:
-    name = _CONTROL.sub("?", name).encode("utf-8", "replace").decode("utf-8")
-    return name if len(name) <= 200 else name[:197] + "..."
-
-
-def _size(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" or n == int(n) else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError
-
-
 class _Run:
     def __init__(
         self,
@@ -175,12 +141,12 @@ class _Run:
 
     def size_error(self) -> InvalidFileError:
         return InvalidFileError(
-            f"archive expands past {_size(self.limits.max_total_bytes)} "
+            f"archive expands past {size_text(self.limits.max_total_bytes)} "
             "(uncompressed-size limit; a decompression bomb?)"
         )
 
     def ratio_error(self, name: str | None) -> InvalidFileError:
-        what = f"member {_printable(name)!r}" if name else "the compressed stream"
+        what = f"member {printable(name)!r}" if name else "the compressed stream"
         return InvalidFileError(
             f"{what} expands more than {self.limits.max_ratio:g}:1 "
             "(compression ratio limit; a decompression bomb?)"
@@ -200,7 +166,7 @@ class _Run:
             max_total=self.limits.max_name_bytes,
         )
         if name in self.names:
-            raise _Refuse("duplicate name")
+            raise MemberRefused("duplicate name")
         self.names.add(name)
         return name
 
@@ -230,7 +196,7 @@ class _Run:
         is_archive = _is_archive(target, name)
         if is_archive and self.depth + 1 > self.limits.max_depth:
             target.unlink()
-            raise _Refuse(nesting_message(self.limits.max_depth))
+            raise MemberRefused(nesting_message(self.limits.max_depth))
         self.result.total_bytes += written
         self.result.members.append(Member(name, staged, written, is_archive))
 
@@ -250,16 +216,16 @@ class _Run:
                 self.count_entry()
                 try:
                     self.zip_member(zf, info, archive_size)
-                except _Refuse as refusal:
+                except MemberRefused as refusal:
                     self.result.refuse(info.filename, str(refusal))
 
     def zip_member(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive_size: int) -> None:
         mode = info.external_attr >> 16
         if info.create_system == 3 and stat.S_IFMT(mode) not in (0, stat.S_IFREG):
-            raise _Refuse(_special_reason(mode))
+            raise MemberRefused(special_reason(mode))
         name = self.checked_name(info.filename)
         if info.flag_bits & 0x1:
-            raise _Refuse("encrypted member")
+            raise MemberRefused("encrypted member")
         compressed = min(info.compress_size, archive_size)
         if (
             info.file_size > self.limits.ratio_floor_bytes
@@ -270,9 +236,9 @@ class _Run:
             with zf.open(info) as source:
                 self.write_member(name, source, compressed)
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError) as exc:
-            raise _Refuse(f"corrupt member: {exc}"[:200]) from exc
+            raise MemberRefused(f"corrupt member: {exc}"[:200]) from exc
         except RuntimeError as exc:  # zipfile: "File ... is encrypted"
-            raise _Refuse(f"unreadable member: {exc}"[:200]) from exc
+            raise MemberRefused(f"unreadable member: {exc}"[:200]) from exc
 
     # --- TAR and single compressed streams -------------------------------------------------
 
@@ -301,7 +267,7 @@ class _Run:
         try:
             name = self.checked_name(base or "member")
             self.write_member(name, _Prefixed(head, counted), None)  # ratio: counted checks
-        except _Refuse as refusal:
+        except MemberRefused as refusal:
             self.result.refuse(base, str(refusal))
 
     def tar(self, stream: _Readable) -> None:
@@ -321,13 +287,13 @@ class _Run:
             return
         try:
             if not info.isreg():
-                raise _Refuse(_tar_special_reason(info))
+                raise MemberRefused(tar_special_reason(info))
             name = self.checked_name(info.name)
             source = tf.extractfile(info)
             if source is None:
-                raise _Refuse("unreadable member")
+                raise MemberRefused("unreadable member")
             self.write_member(name, source, None)  # tar members are stored, not packed
-        except _Refuse as refusal:
+        except MemberRefused as refusal:
             self.result.refuse(info.name, str(refusal))
 
 
@@ -398,27 +364,3 @@ def _is_archive(path: Path, name: str) -> bool:
         return sniff_file(path, name) in ARCHIVE_KINDS
     except FileProcessingError:
         return False  # the member's own job reports what is wrong with it
-
-
-def _special_reason(mode: int) -> str:
-    if stat.S_ISLNK(mode):
-        return "symbolic link"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device file"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    return "not a regular file"
-
-
-def _tar_special_reason(info: tarfile.TarInfo) -> str:
-    if info.issym():
-        return "symbolic link"
-    if info.islnk():
-        return "hard link"
-    if info.ischr() or info.isblk():
-        return "device file"
-    if info.isfifo():
-        return "FIFO"
-    return "not a regular file"
