@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from psycopg import AsyncConnection
 
     from prepshelf.pipeline.embed import Embedder, VendorReport
+    from prepshelf.store.job_readouts import FinishedTimes
 
 log = logging.getLogger(__name__)
 
@@ -270,8 +271,12 @@ async def observe_finished_job(conn: AsyncConnection[Any], *, job_id: str) -> No
     except Exception as exc:
         log.warning("metrics: could not read job %s for its durations: %s", job_id, exc)
         return
-    if times is None:
-        return
+    if times is not None:
+        observe_finished(times)
+
+
+def observe_finished(times: FinishedTimes) -> None:
+    """Record a finished job's duration and stage times, as its final write returned them."""
     m = _m()
     if times.seconds is not None:
         m.job_duration.labels(times.kind, times.status).observe(max(0.0, times.seconds))

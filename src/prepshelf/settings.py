@@ -9,12 +9,14 @@ import platformdirs
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from prepshelf.settings_work import OcrSettings, UpstreamSettings
+
 
 def _default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("prepshelf"))
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, OcrSettings, UpstreamSettings):
     model_config = SettingsConfigDict(env_prefix="PREPSHELF_", extra="ignore")
 
     # Where things live.
@@ -45,6 +47,12 @@ class Settings(BaseSettings):
     model_id: str = "all-MiniLM-L6-v2"
     parse_timeout_s: float = 300.0
     parse_memory_limit_mb: int = 3072
+    parse_inline_max_bytes: int = Field(
+        default=65536,
+        ge=0,
+        description="Plain-text files (text, Markdown, CSV, JSON) up to this size are parsed "
+        "in the worker itself instead of the sandbox child (0: always the sandbox)",
+    )
     max_attempts: int = 5
     retry_base_delay_s: float = 2.0
     retry_max_delay_s: float = 300.0
@@ -196,6 +204,12 @@ class Settings(BaseSettings):
     embed_checkpoint_rows: int = Field(
         default=128, gt=0, description="Chunks embedded and written per checkpoint"
     )
+    stage_write_delay_ms: int = Field(
+        default=250,
+        ge=0,
+        description="An ingest job's stage is written once it has lasted this long, or with "
+        "the job's next write; every stage's time is recorded either way (0: each at once)",
+    )
     # --- search ---
     search_ef_search: int = Field(
         default=200,
@@ -269,48 +283,6 @@ class Settings(BaseSettings):
         ge=0,
         description="/metrics exports the latest scores of at most this many evals "
         "(the most recently run)",
-    )
-
-    # --- OCR of scans and images (docs/ocr.md) ---
-    ocr_enabled: bool = Field(
-        default=True, description="OCR scanned PDF pages and images; false = they fail as before"
-    )
-    ocr_languages: str | None = Field(
-        default=None,
-        description="Tesseract languages joined by '+', e.g. eng+deu; unset = every installed "
-        "language (eng first). A store's metadata or a file's attributes `ocr_languages` narrow it",
-    )
-    ocr_tessdata_dir: Path | None = Field(
-        default=None,
-        description="Tesseract language data directory; unset = TESSDATA_PREFIX, the Debian and "
-        "Homebrew locations, then what the tesseract binary reports",
-    )
-    ocr_dpi: int = Field(default=300, ge=72, le=1200, description="PDF pages render at this DPI")
-    ocr_max_page_pixels: int = Field(
-        default=40_000_000,
-        gt=0,
-        description="Pixels per image or page: a larger image fails; a larger PDF page renders at "
-        "a lower DPI",
-    )
-    ocr_max_pages: int = Field(
-        default=1000, gt=0, description="Pages OCR'd per file; a file that needs more fails"
-    )
-    ocr_page_timeout_s: float = Field(default=120.0, gt=0, description="OCR time per page")
-    ocr_timeout_s: float = Field(
-        default=3600.0, gt=0, description="OCR time per file (on top of PREPSHELF_PARSE_TIMEOUT_S)"
-    )
-    ocr_min_confidence: float = Field(
-        default=50.0,
-        ge=0,
-        le=100,
-        description="Pages whose mean word confidence (0..100) is lower are left out of the index "
-        "and listed in the job's result; 0 keeps everything",
-    )
-    ocr_page_min_chars: int = Field(
-        default=20,
-        ge=0,
-        description="A PDF page with an image and fewer letters/digits than this in its text "
-        "layer is OCR'd",
     )
 
     @model_validator(mode="before")
@@ -387,70 +359,6 @@ class Settings(BaseSettings):
     )
     search_filter_max_conditions: int = Field(
         default=100, ge=1, description="Filter objects (comparisons plus and/or) in one search"
-    )
-
-    # --- upstreams, shared rate limits and media (docs/upstreams.md) ---
-    upstreams_file: Path | None = Field(
-        default=None,
-        description="TOML (or .json) file naming the OpenAI-compatible upstreams, their keys, "
-        "limits and models; see docs/upstreams.md",
-    )
-    upstreams: str | None = Field(
-        default=None,
-        description="The same document as JSON, for deployments configured by environment "
-        "only; not together with PREPSHELF_UPSTREAMS_FILE",
-    )
-    upstream_rate_guard_s: float = Field(
-        default=1.0,
-        ge=0,
-        le=30,
-        description="Requests and tokens are counted over 60 s plus this much, so the delay "
-        "between admitting a request and the upstream receiving it never lets a 60-second "
-        "window at the upstream see more than its rpm/tpm",
-    )
-    upstream_slot_margin_s: float = Field(
-        default=10.0,
-        gt=0,
-        description="A request holds one of its upstream's max_concurrent slots until it "
-        "ends, or at most its timeout plus this long (a worker killed mid-call frees its "
-        "slot then)",
-    )
-    upstream_poll_s: float = Field(
-        default=0.5,
-        gt=0,
-        le=10,
-        description="How often a request waiting only for a concurrency slot looks again",
-    )
-    transcription_model: str | None = Field(
-        default=None,
-        description="The upstream model that transcribes audio and video added to stores; "
-        "unset = the first configured model serving /v1/audio/transcriptions",
-    )
-    media_segment_s: float = Field(
-        default=300.0,
-        ge=10,
-        le=3600,
-        description="Audio is transcribed in segments of this many seconds; each one is a "
-        "checkpoint of the job",
-    )
-    media_max_duration_s: float = Field(
-        default=4 * 3600.0,
-        gt=0,
-        description="Longest audio/video a file may hold; a longer one fails at once",
-    )
-    media_segment_format: Literal["flac", "mp3"] = Field(
-        default="flac",
-        description="Codec of the segments sent for transcription (mono 16 kHz): flac is "
-        "lossless (~1 MB a minute), mp3 smaller (~0.5 MB a minute at 64 kbit/s)",
-    )
-    media_timeout_s: float = Field(
-        default=300.0, gt=0, description="Time one ffprobe/ffmpeg run may take"
-    )
-    media_memory_limit_mb: int = Field(
-        default=1024,
-        ge=512,
-        description="Address space one ffprobe/ffmpeg run may use (Debian's ffmpeg maps "
-        "~300 MB of libraries before it reads a byte)",
     )
 
     @field_validator("api_keys", mode="before")

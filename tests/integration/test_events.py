@@ -26,11 +26,16 @@ FINAL = {"succeeded", "failed", "cancelled"}
 @pytest.fixture(scope="module")
 def service(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     # Small embedding batches make several progress events per file; a short keep-alive
-    # interval lets the keep-alive test finish quickly.
+    # interval lets the keep-alive test finish quickly; every stage is written as it begins
+    # (by default one that comes and goes within 250 ms is only timed: test_stage_writes.py).
     with Service(
         database_url,
         Path(tmp_path_factory.mktemp("svc")),
-        extra_env={"PREPSHELF_EMBED_CHECKPOINT_ROWS": "4", "PREPSHELF_EVENTS_KEEPALIVE_S": "0.5"},
+        extra_env={
+            "PREPSHELF_EMBED_CHECKPOINT_ROWS": "4",
+            "PREPSHELF_EVENTS_KEEPALIVE_S": "0.5",
+            "PREPSHELF_STAGE_WRITE_DELAY_MS": "0",
+        },
     ) as svc:
         yield svc
 

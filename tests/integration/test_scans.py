@@ -242,10 +242,12 @@ def test_progress_in_pages_reaches_the_job_and_its_events(service: Service) -> N
     assert {e["progress"]["total"] for e in ocr} == {8}
     counts = [e["progress"]["done"] for e in ocr]
     assert counts == sorted(counts) and counts[-1] == 8
-    stages = [r["data"]["stage"] for r in rows]
-    assert stages.index("parsing") < stages.index("ocr") < stages.index("chunking")
-    embedding = next(r["data"] for r in rows if r["data"]["stage"] == "embedding")
-    assert embedding["progress"]["unit"] == "chunks" and embedding["progress"]["done"] == 0
+    # Stages that came and went within stage_write_delay_ms show no event of their own
+    # (jobs/stage_clock.py); those written are in pipeline order, and all are timed.
+    order = ["parsing", "ocr", "chunking", "embedding", "indexing"]
+    shown = [s for s in dict.fromkeys(r["data"]["stage"] for r in rows) if s is not None]
+    assert "ocr" in shown and shown == sorted(shown, key=order.index), shown
+    assert job["stage_durations"].keys() >= set(order)
     with (
         service.http() as http,
         http.stream("GET", f"/v1/jobs/{job['id']}/events") as response,

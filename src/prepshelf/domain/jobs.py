@@ -31,6 +31,18 @@ class JobAttempt:
 
 
 @dataclass(frozen=True)
+class StageTimes:
+    """Stage times a worker measured itself, carried by a write that brings the job row up to
+    date: `closed` holds the seconds of every stage that ended since the row was last written
+    (whether or not the row ever showed it), `stage` is the one running now (None once the
+    job is finished), begun `started_ago_s` ago."""
+
+    stage: str | None
+    started_ago_s: float
+    closed: dict[str, float]
+
+
+@dataclass(frozen=True)
 class IngestJob:
     """An ingest job as its worker claimed it: one file of one vector store."""
 

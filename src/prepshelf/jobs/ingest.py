@@ -29,17 +29,18 @@ from prepshelf.errors import FileProcessingError, InvalidFileError
 from prepshelf.jobs.expand import expand_archive_job
 from prepshelf.jobs.failures import is_transient, retry_if_transient
 from prepshelf.jobs.ingest_attempt import IngestAttempt
-from prepshelf.jobs.ingest_context import IngestContext, load_context
+from prepshelf.jobs.ingest_context import IngestContext, ingest_context
 from prepshelf.jobs.ingest_embed import embed_all, embed_whole_file, write_result
 from prepshelf.jobs.ingest_errors import JobCancelled, StageError
 from prepshelf.jobs.ocr import OcrCancelled, OcrProgress, ocr_options
 from prepshelf.jobs.resources import WorkerResources
 from prepshelf.jobs.retry import RequeueJob
+from prepshelf.jobs.stage_clock import StageClock
 from prepshelf.jobs.transcribe import TranscriptionCancelled, transcribe, transcription_model
 from prepshelf.pipeline.chunk import ChunkingStrategy, chunk_text
 from prepshelf.pipeline.pages import chunk_attributes
 from prepshelf.pipeline.parse import ArchiveFileError, MediaFileError, ParsedDocument
-from prepshelf.pipeline.sandbox import parse_in_subprocess
+from prepshelf.pipeline.sandbox import parse_contained
 from prepshelf.pipeline.tokenizer import load_tokenizer
 from prepshelf.pipeline.transcript import SegmentTranscript, transcript_chunks
 from prepshelf.store import chunks as chunks_db
@@ -52,29 +53,39 @@ log = logging.getLogger(__name__)
 async def run_ingest(res: WorkerResources, job_id: str) -> None:
     logs.bind(job_id=job_id)  # each queue job runs in its own asyncio task: no leak
     async with res.pool.connection() as conn:
-        job = await jobs_db.claim_ingest_job(conn, job_id=job_id, worker=res.worker_name)
-        if job is None:
+        claimed = await jobs_db.claim_ingest_job(conn, job_id=job_id, worker=res.worker_name)
+        if claimed is None:
             # Already final, or cancelled before it started: make sure cancel is complete.
             await jobs_db.finish_cancelled(conn, job_id=job_id)
             return
+    job, source = claimed
     logs.bind(
         file_id=job.file_id, vector_store_id=job.vector_store_id, file_batch_id=job.file_batch_id
     )
-    attempt = IngestAttempt.of(job)
+    delay_s = res.settings.stage_write_delay_ms / 1000
+    attempt = IngestAttempt(job, StageClock(res.pool, job.id, job.stage, delay_s=delay_s))
     try:
-        await _ingest(res, attempt)
+        if source is None:
+            raise JobCancelled("the file left the store")
+        await _ingest(res, attempt, ingest_context(res, source))
     except JobCancelled:
+        await attempt.clock.settle()
         async with res.pool.connection() as conn:
             await jobs_db.finish_cancelled(conn, job_id=job_id)
     except asyncio.CancelledError:
         # Worker shutting down: the checkpoint in flight was finished; hand the job back at once.
+        await attempt.clock.settle()
         async with res.pool.connection() as conn:
             await jobs_db.release_job(conn, job=job, reason="released: worker shutting down")
         raise RequeueJob("worker shutting down") from None
     except StageError as err:
+        await attempt.clock.settle()
         await _handle_failure(res, attempt, err)
     except Exception as exc:  # bookkeeping between stages (e.g. the database went away)
+        await attempt.clock.settle()
         await _handle_failure(res, attempt, StageError(attempt.stage or "starting", exc))
+    finally:
+        await attempt.clock.settle()  # an archive waiting for its members: nothing more
 
 
 async def _handle_failure(res: WorkerResources, attempt: IngestAttempt, err: StageError) -> None:
@@ -121,42 +132,42 @@ def _error_body(attempt: IngestAttempt, err: StageError, *, transient: bool) -> 
     }
 
 
-async def _ingest(res: WorkerResources, attempt: IngestAttempt) -> None:
+async def _ingest(res: WorkerResources, attempt: IngestAttempt, ctx: IngestContext) -> None:
     job = attempt.job
-    ctx = await load_context(res, job)
-    if ctx is None:
-        raise JobCancelled("the file left the store")
     attempt.filename = ctx.source.filename
     if job.stage == "members":  # an expanded archive, delivered again: its members settle it
         return
     embedded = False  # every chunk stored with its vector already
-    if not job.chunks_stored and await _copy_twin(res, attempt, ctx):
+    if not job.chunks_stored and ctx.source.twin_candidate and await _copy_twin(res, attempt, ctx):
         embedded = True  # the same bytes were ingested before: chunks and vectors copied
     elif not job.chunks_stored:
         try:
-            embedded = await _parse_and_chunk(res, attempt, ctx)
+            if await _parse_and_chunk(res, attempt, ctx):
+                return  # a file of one checkpoint: stored, embedded and finished at once
         except StageError as err:
             if not isinstance(err.cause, ArchiveFileError):
                 raise
+            await attempt.clock.flush()  # the archive's stages are written from here on
             await _expand(res, job, ctx)
             return
-    else:
-        await _enter_stage(res, attempt, "embedding")
+    elif attempt.stage != "embedding":
+        await attempt.clock.enter("embedding")
     if not embedded:
+        await attempt.clock.flush()  # checkpoints report progress in the embedding stage
         await embed_all(res, job, ctx.source.embedding_model)
-    await _enter_stage(res, attempt, "indexing")
+    await attempt.clock.enter("indexing")
     async with res.pool.connection() as conn:
         size = await chunks_db.usage_bytes(conn, store_id=job.vector_store_id, file_id=job.file_id)
-        await jobs_db.finish_succeeded(conn, job=job, usage_bytes=size)
-        await metrics.observe_finished_job(conn, job_id=job.id)
-
-
-async def _enter_stage(res: WorkerResources, attempt: IngestAttempt, stage: str) -> None:
-    """Move the job to `stage`, then the attempt, so a fault between stages is reported with
-    the stage it happened in."""
-    async with res.pool.connection() as conn:
-        await jobs_db.set_stage(conn, job_id=attempt.job.id, stage=stage)
-    attempt.stage = stage
+    async with attempt.clock.finishing() as times, res.pool.connection() as conn:
+        finished = await jobs_db.finish_succeeded(
+            conn,
+            job=job,
+            usage_bytes=size,
+            times=times,
+            archive_member=ctx.source.archive_member,
+        )
+    if finished is not None:
+        metrics.observe_finished(finished)
 
 
 async def _expand(res: WorkerResources, job: IngestJob, ctx: IngestContext) -> None:
@@ -174,7 +185,11 @@ async def _copy_twin(res: WorkerResources, attempt: IngestAttempt, ctx: IngestCo
     job = attempt.job
     copied = None
     try:
-        async with res.pool.connection() as conn, conn.transaction():
+        async with (
+            attempt.clock.writing() as write,
+            res.pool.connection() as conn,
+            conn.transaction(),
+        ):
             copied = await chunks_db.copy_from_twin(
                 conn,
                 store_id=job.vector_store_id,
@@ -190,10 +205,12 @@ async def _copy_twin(res: WorkerResources, attempt: IngestAttempt, ctx: IngestCo
                 # A plain return would commit deleting the earlier chunks: roll back instead.
                 raise psycopg.Rollback()
             twin, count = copied
-            await jobs_db.set_stage(
+            write.enter("embedding")
+            times, _ = write.take()
+            await jobs_db.write_stage(
                 conn,
                 job_id=job.id,
-                stage="embedding",
+                times=times,
                 progress_total=count,
                 progress_unit="chunks",
                 chunks_stored=True,
@@ -208,7 +225,6 @@ async def _copy_twin(res: WorkerResources, attempt: IngestAttempt, ctx: IngestCo
     if copied is None or copied[1] == 0:
         return False
     twin, count = copied
-    attempt.stage = "embedding"
     log.info(
         "job %s: %d chunks copied from %s (same bytes, chunking and model)", job.id, count, twin
     )
@@ -219,17 +235,18 @@ async def _parse_and_chunk(
     res: WorkerResources, attempt: IngestAttempt, ctx: IngestContext
 ) -> bool:
     """Parse and chunk the file and store its chunks; a file of one checkpoint is embedded
-    on the way (its chunks are stored with their vectors). Returns True in that case."""
+    and finished on the way (its chunks are stored with their vectors). Returns True then."""
     s, job = res.settings, attempt.job
-    await _enter_stage(res, attempt, "parsing")
+    await attempt.clock.enter("parsing")
     progress = OcrProgress(res.pool, attempt)  # scanned pages: stage "ocr", progress in pages
 
     def parse() -> Any:
         # The sandbox reads a real file: the blob itself, or a temporary download from S3.
         with res.blobs.local_copy(ctx.source.blob_key) as path:
-            return parse_in_subprocess(
+            return parse_contained(
                 path,
                 ctx.source.filename,
+                inline_max_bytes=s.parse_inline_max_bytes,
                 # OCR has its own time limits inside; this hard stop covers both.
                 timeout_s=s.parse_timeout_s + s.ocr_timeout_s,
                 memory_limit_bytes=s.parse_memory_limit_mb * 1024 * 1024,
@@ -253,7 +270,7 @@ async def _parse_and_chunk(
     except Exception as exc:  # "parsing", or "ocr" once pages were read
         raise StageError(attempt.stage or "parsing", exc) from exc
 
-    await _enter_stage(res, attempt, "chunking")
+    await attempt.clock.enter("chunking")
     static = ctx.source.chunking_strategy["static"]
     strategy = ChunkingStrategy(
         max_tokens=static["max_chunk_size_tokens"], overlap_tokens=static["chunk_overlap_tokens"]
@@ -289,23 +306,28 @@ async def _parse_and_chunk(
         await embed_whole_file(res, attempt, ctx, rows, result)
         return True
     try:
-        async with res.pool.connection() as conn, conn.transaction():
+        async with (
+            attempt.clock.writing() as write,
+            res.pool.connection() as conn,
+            conn.transaction(),
+        ):
             if await jobs_db.is_cancel_requested(conn, job_id=job.id):
                 raise JobCancelled("cancel requested")
             await chunks_db.replace_chunks(
                 conn, store_id=job.vector_store_id, file_id=job.file_id, chunks=rows
             )
             await write_result(conn, job, result)
-            await jobs_db.set_stage(
+            write.enter("embedding")
+            times, _ = write.take()
+            await jobs_db.write_stage(
                 conn,
                 job_id=job.id,
-                stage="embedding",
+                times=times,
                 progress_done=0,
                 progress_total=len(rows),
                 progress_unit="chunks",
                 chunks_stored=True,
             )
-        attempt.stage = "embedding"
     except psycopg.errors.ForeignKeyViolation as exc:
         raise JobCancelled("the file left the store") from exc
     except psycopg.OperationalError as exc:
@@ -317,7 +339,8 @@ async def _transcribe(
     res: WorkerResources, attempt: IngestAttempt, ctx: IngestContext, model: str
 ) -> list[SegmentTranscript]:
     """A recording's text, segment by segment through the upstream (jobs/transcribe.py)."""
-    attempt.stage = "transcribing"
+    await attempt.clock.enter("transcribing")
+    await attempt.clock.flush()  # transcribe() writes the stage's progress from here on
     stack = contextlib.ExitStack()
     try:
         # The blob itself, or a temporary download from object storage (a blocking copy).

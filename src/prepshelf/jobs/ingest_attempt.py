@@ -5,18 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prepshelf.domain.jobs import IngestJob
+from prepshelf.jobs.stage_clock import StageClock
 
 
 @dataclass
 class IngestAttempt:
-    """The claimed job (frozen) with the two things the attempt learns as it goes: the stage
-    it is in (set right after the row's, so a fault is reported with the stage it happened
-    in) and the file's name once read (for the error's wording)."""
+    """The claimed job (frozen), its stage clock (the stage the attempt is in, written to the
+    row lazily: a fault is reported with the stage it happened in) and the file's name once
+    read (for the error's wording)."""
 
     job: IngestJob
-    stage: str | None
+    clock: StageClock
     filename: str | None = None
 
-    @classmethod
-    def of(cls, job: IngestJob) -> IngestAttempt:
-        return cls(job=job, stage=job.stage)
+    @property
+    def stage(self) -> str | None:
+        return self.clock.stage

@@ -44,28 +44,27 @@ async def embed_whole_file(
     result: dict[str, Any] | None,
 ) -> None:
     """A file of one checkpoint: its vectors are computed before anything is stored, then
-    chunks, vectors, the job's result and its progress commit together. Each row and its
-    indexes are written once instead of twice (stored, then given a vector), and the reads
-    between are gone. A kill before the commit re-parses the file on the next attempt:
-    nothing a client saw is lost, only one checkpoint's work, as on the long path."""
+    chunks, vectors, the job's result, its progress and its finish commit together. Each row
+    and its indexes are written once instead of twice (stored, then given a vector), and the
+    reads and commits between are gone. A kill before the commit re-parses the file on the
+    next attempt: nothing a client saw is lost, only one checkpoint's work, as on the long
+    path."""
     job, model = attempt.job, ctx.source.embedding_model
     try:
-        async with res.pool.connection() as conn:
-            await jobs_db.set_stage(
-                conn,
-                job_id=job.id,
-                stage="embedding",
-                progress_done=0,
-                progress_total=len(rows),
-                progress_unit="chunks",
-            )
+        await attempt.clock.enter(
+            "embedding", progress_done=0, progress_total=len(rows), progress_unit="chunks"
+        )
     except psycopg.OperationalError as exc:
         raise StageError("chunking", exc) from exc
-    attempt.stage = "embedding"
     cache_key = embedding_cache_model(model, res.embedder)
     try:
         vectors, fresh, timings = await _vectors(res, job, cache_key, [(r[1], r[2]) for r in rows])
-        async with res.pool.connection() as conn, conn.transaction():
+        await attempt.clock.enter("indexing")
+        async with (
+            attempt.clock.finishing() as times,
+            res.pool.connection() as conn,
+            conn.transaction(),
+        ):
             await chunks_db.replace_embedded_chunks(
                 conn,
                 store_id=job.vector_store_id,
@@ -76,7 +75,7 @@ async def embed_whole_file(
                 new_digests=fresh,
             )
             await write_result(conn, job, result)
-            cancelled = await jobs_db.record_checkpoint(
+            if await jobs_db.record_checkpoint(
                 conn,
                 job_id=job.id,
                 done=len(rows),
@@ -84,16 +83,28 @@ async def embed_whole_file(
                 cached=len(rows) - len(fresh),
                 timings=timings,
                 chunks_stored=True,
+                progress_total=len(rows),
+                progress_unit="chunks",
+                stage="embedding",
+            ):
+                raise JobCancelled("cancel requested")  # rolled back: nothing to clear
+            finished = await jobs_db.finish_succeeded(
+                conn,
+                job=job,
+                usage_bytes=sum(len(r[1].encode()) for r in rows),
+                times=times,
+                archive_member=ctx.source.archive_member,
             )
     except psycopg.errors.ForeignKeyViolation as exc:
         raise JobCancelled("the file left the store") from exc
     except (JobCancelled, asyncio.CancelledError):
         raise
     except Exception as exc:
-        raise StageError("embedding", exc, batch=0, chunk_index=rows[0][0]) from exc
+        stage = attempt.stage or "embedding"  # the model's call, or the write after it
+        raise StageError(stage, exc, batch=0, chunk_index=rows[0][0]) from exc
     metrics.chunks_embedded(res.embedder, len(rows))
-    if cancelled:
-        raise JobCancelled("cancel requested")
+    if finished is not None:
+        metrics.observe_finished(finished)
 
 
 async def embed_all(res: WorkerResources, job: IngestJob, model: str) -> None:

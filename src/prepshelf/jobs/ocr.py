@@ -115,17 +115,14 @@ class OcrProgress:
             return
         done, total = latest
         job_id = self.attempt.job.id
+        if self._written is None:  # the first page report: the job enters its OCR stage
+            clock = self.attempt.clock
+            await clock.enter(
+                "ocr", progress_done=done, progress_total=total, progress_unit="pages"
+            )
+            await clock.flush()  # pages take seconds each: shown at once
         async with self.pool.connection() as conn:
-            if self._written is None:  # the first page report: the job enters its OCR stage
-                await jobs_db.set_stage(
-                    conn,
-                    job_id=job_id,
-                    stage="ocr",
-                    progress_done=done,
-                    progress_total=total,
-                    progress_unit="pages",
-                )
-                self.attempt.stage = "ocr"
+            if self._written is None:
                 cancelled = await jobs_db.is_cancel_requested(conn, job_id=job_id)
             else:
                 cancelled = await jobs_db.set_progress(conn, job_id=job_id, done=done)

@@ -13,9 +13,11 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from prepshelf.domain.jobs import IngestJob, JobRef
+from prepshelf.domain.jobs import IngestJob, JobRef, StageTimes
 from prepshelf.store import archives as archives_db
+from prepshelf.store.job_readouts import FinishedTimes
 from prepshelf.store.pages import Page, PageRequest, fetch_page
+from prepshelf.store.vector_stores import IngestSource, ingest_source, ingest_source_sql
 
 Row = dict[str, Any]
 
@@ -27,6 +29,19 @@ _CLOSE_STAGE = """
             coalesce((stage_durations->>stage)::numeric, 0)
             + extract(epoch FROM clock_timestamp() - stage_started_at))::numeric, 3)))
         END"""
+
+
+# Add seconds per key to stage_durations: stage_durations[k] += v for each (k, v) of the
+# parameter (a JSON object). Every SET expression of an UPDATE reads the old row.
+_ADD_DURATIONS = """
+    stage_durations = stage_durations || (
+        SELECT coalesce(jsonb_object_agg(k, round(
+            coalesce((stage_durations->>k)::numeric, 0) + v::numeric, 3)), '{}')
+        FROM jsonb_each_text(%s::jsonb) AS t(k, v))"""
+
+
+def _rounded(durations: dict[str, float]) -> Jsonb:
+    return Jsonb({k: round(v, 6) for k, v in durations.items()})
 
 
 async def create_embed_batch_job(
@@ -126,28 +141,41 @@ async def list_jobs(
     )
 
 
+_CLAIM_SQL = """
+    UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = %s,
+           heartbeat_at = clock_timestamp(),
+           started_at = coalesce(started_at, clock_timestamp()),
+           stage_started_at = CASE WHEN stage IS NULL THEN NULL ELSE clock_timestamp() END
+    WHERE id = %s AND status IN ('queued', 'running') AND NOT cancel_requested
+    RETURNING *"""
+
+
 async def claim_job(conn: AsyncConnection[Any], *, job_id: str, worker: str) -> Row | None:
     """Mark the job running on this worker; None when it is already final (nothing to do)."""
-    cur = await conn.execute(
-        """UPDATE jobs SET status = 'running', attempts = attempts + 1, worker = %s,
-                  heartbeat_at = clock_timestamp(),
-                  started_at = coalesce(started_at, clock_timestamp()),
-                  stage_started_at = CASE WHEN stage IS NULL THEN NULL ELSE clock_timestamp() END
-           WHERE id = %s AND status IN ('queued', 'running') AND NOT cancel_requested
-           RETURNING *""",
-        [worker, job_id],
-    )
+    cur = await conn.execute(_CLAIM_SQL, [worker, job_id])
     return await cur.fetchone()
+
+
+_CLAIMED_SOURCE = ingest_source_sql("c.vector_store_id", "c.file_id", "c.id")
 
 
 async def claim_ingest_job(
     conn: AsyncConnection[Any], *, job_id: str, worker: str
-) -> IngestJob | None:
-    """`claim_job` for an ingest job, typed; None when there is nothing to do."""
-    row = await claim_job(conn, job_id=job_id, worker=worker)
+) -> tuple[IngestJob, IngestSource | None] | None:
+    """`claim_job` for an ingest job, typed, with its store file read in the same round trip
+    (None once the file has left the store); None when there is nothing to do."""
+    cur = await conn.execute(
+        f"""WITH claimed AS ({_CLAIM_SQL})
+            SELECT c.id, c.project_id, c.vector_store_id, c.file_id, c.file_batch_id,
+                   c.attempts, c.worker, c.stage, c.chunks_stored, s.*
+            FROM claimed c
+            LEFT JOIN LATERAL ({_CLAIMED_SOURCE}) s ON true""",
+        [worker, job_id],
+    )
+    row = await cur.fetchone()
     if row is None:
         return None
-    return IngestJob(
+    job = IngestJob(
         id=row["id"],
         project_id=row["project_id"],
         vector_store_id=row["vector_store_id"],
@@ -158,6 +186,7 @@ async def claim_ingest_job(
         stage=row["stage"],
         chunks_stored=row["chunks_stored"],
     )
+    return job, None if row["filename"] is None else ingest_source(row)
 
 
 async def set_stage(
@@ -181,6 +210,40 @@ async def set_stage(
                   heartbeat_at = clock_timestamp()
             WHERE id = %s""",
         [stage, progress_done, progress_total, progress_unit, chunks_stored, job_id],
+    )
+
+
+async def write_stage(
+    conn: AsyncConnection[Any],
+    *,
+    job_id: str,
+    times: StageTimes,
+    progress_total: int | None = None,
+    progress_unit: str | None = None,
+    chunks_stored: bool | None = None,
+    progress_done: int | None = None,
+) -> None:
+    """`set_stage` with times the worker measured (jobs/stage_clock.py): the stages it went
+    through since the row's last write get their seconds, and the current one its start."""
+    await conn.execute(
+        f"""UPDATE jobs SET {_ADD_DURATIONS}, stage = %s,
+                  stage_started_at = clock_timestamp() - make_interval(secs => %s),
+                  progress_done = coalesce(%s, progress_done),
+                  progress_total = coalesce(%s, progress_total),
+                  progress_unit = coalesce(%s, progress_unit),
+                  chunks_stored = coalesce(%s, chunks_stored),
+                  heartbeat_at = clock_timestamp()
+            WHERE id = %s""",
+        [
+            _rounded(times.closed),
+            times.stage,
+            times.started_ago_s,
+            progress_done,
+            progress_total,
+            progress_unit,
+            chunks_stored,
+            job_id,
+        ],
     )
 
 
@@ -214,6 +277,9 @@ async def record_checkpoint(
     cached: int,
     timings: dict[str, float] | None = None,
     chunks_stored: bool | None = None,
+    progress_total: int | None = None,
+    progress_unit: str | None = None,
+    stage: str | None = None,
 ) -> bool:
     """Advance progress after a checkpoint is written; returns True when cancel was requested.
 
@@ -221,7 +287,9 @@ async def record_checkpoint(
     embedded.
 
     `timings` (seconds, e.g. the model's own time inside the embedding stage) accumulate
-    under their own keys of stage_durations, next to the stages' wall times."""
+    under their own keys of stage_durations, next to the stages' wall times. `stage` names
+    the checkpoint's stage where the row may not show it yet (jobs/stage_clock.py), so the
+    event says which stage the progress counts."""
     cur = await conn.execute(
         """UPDATE jobs SET progress_done = %s,
                   stage_durations = stage_durations || (
@@ -234,9 +302,24 @@ async def record_checkpoint(
                   embeddings_computed = embeddings_computed + %s,
                   embeddings_cached = embeddings_cached + %s,
                   chunks_stored = coalesce(%s, chunks_stored),
+                  progress_total = coalesce(%s, progress_total),
+                  progress_unit = coalesce(%s, progress_unit),
+                  stage = coalesce(%s, stage),
                   heartbeat_at = clock_timestamp()
            WHERE id = %s RETURNING cancel_requested""",
-        [done, Jsonb(timings or {}), computed, computed, computed, cached, chunks_stored, job_id],
+        [
+            done,
+            Jsonb(timings or {}),
+            computed,
+            computed,
+            computed,
+            cached,
+            chunks_stored,
+            progress_total,
+            progress_unit,
+            stage,
+            job_id,
+        ],
     )
     row = await cur.fetchone()
     return bool(row and row["cancel_requested"])
@@ -283,21 +366,46 @@ async def note_vendor_retries(
     )
 
 
-async def finish_succeeded(conn: AsyncConnection[Any], *, job: JobRef, usage_bytes: int) -> None:
+async def finish_succeeded(
+    conn: AsyncConnection[Any],
+    *,
+    job: JobRef,
+    usage_bytes: int,
+    times: StageTimes | None = None,
+    archive_member: bool = True,
+) -> FinishedTimes | None:
+    """Succeed the job and its store file; with `times` (the worker's own clock, its last
+    stage included in `closed`) the row's stage times come from them instead of the row's
+    stage_started_at. `archive_member=False` (known to the caller) skips looking for an
+    archive to settle. Returns the job's times for metrics."""
+    durations = _CLOSE_STAGE if times is None else _ADD_DURATIONS
+    params: list[Any] = [] if times is None else [_rounded(times.closed)]
     async with conn.transaction():
-        await conn.execute(
-            f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'succeeded', stage = NULL,
+        cur = await conn.execute(
+            f"""UPDATE jobs SET {durations}, status = 'succeeded', stage = NULL,
                       stage_started_at = NULL, error = NULL, finished_at = clock_timestamp(),
                       attempt_log = attempt_log || %s
-                WHERE id = %s""",
-            [_attempt_entry(job, "succeeded", None), job.id],
+                WHERE id = %s
+                RETURNING kind, status, stage_durations,
+                          extract(epoch FROM finished_at - started_at)::float8 AS seconds""",
+            [*params, _attempt_entry(job, "succeeded", None), job.id],
         )
+        row = await cur.fetchone()
         await conn.execute(
             """UPDATE vector_store_files SET status = 'completed', last_error = NULL,
                       usage_bytes = %s WHERE job_id = %s""",
             [usage_bytes, job.id],
         )
-        await archives_db.after_job_finished(conn, job_id=job.id)  # settles its archive
+        if archive_member:
+            await archives_db.after_job_finished(conn, job_id=job.id)  # settles its archive
+    if row is None:
+        return None
+    return FinishedTimes(
+        kind=row["kind"],
+        status=row["status"],
+        seconds=row["seconds"],
+        stage_durations={k: float(v) for k, v in (row["stage_durations"] or {}).items()},
+    )
 
 
 async def finish_failed(conn: AsyncConnection[Any], *, job: JobRef, error: dict[str, Any]) -> None:

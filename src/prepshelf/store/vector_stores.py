@@ -349,20 +349,38 @@ class IngestSource:
     embedding_model: str
     attributes: dict[str, Any] | None
     metadata: dict[str, Any] | None
+    archive_member: bool = True  # expanded from an archive (its finish settles the archive)
+    twin_candidate: bool = True  # another completed store file of the project has its bytes
+
+
+def ingest_source_sql(store_id: str, file_id: str, job_id: str) -> str:
+    """The store file a job serves, as an ingest job reads it, keyed by three SQL expressions
+    (placeholders or a claimed job's columns); no row once the file left the store or another
+    job serves it now. The twin candidate is a cheap superset of the twin lookup
+    (store/chunks.py): most files have no twin, and then no copy transaction is begun."""
+    return f"""
+    SELECT f.filename, f.blob_key, f.sha256, vsf.chunking_strategy, vs.embedding_model,
+           vsf.attributes, vs.metadata, f.parent_file_id IS NOT NULL AS archive_member,
+           EXISTS (SELECT 1 FROM files same
+                   JOIN vector_store_files other ON other.file_id = same.id
+                   WHERE same.project_id = f.project_id AND same.sha256 = f.sha256
+                     AND other.status = 'completed'
+                     AND (other.vector_store_id, other.file_id)
+                         <> (vsf.vector_store_id, vsf.file_id)) AS twin_candidate
+    FROM vector_store_files vsf
+    JOIN files f ON f.id = vsf.file_id
+    JOIN vector_stores vs ON vs.id = vsf.vector_store_id
+    WHERE vsf.vector_store_id = {store_id} AND vsf.file_id = {file_id} AND vsf.job_id = {job_id}"""
+
+
+def ingest_source(row: dict[str, Any]) -> IngestSource:
+    return IngestSource(**{f: row[f] for f in IngestSource.__dataclass_fields__})
 
 
 async def get_ingest_source(
     conn: AsyncConnection[Any], *, store_id: str, file_id: str, job_id: str
 ) -> IngestSource | None:
     """None when the file left the store or another job serves it now."""
-    cur = await conn.execute(
-        """SELECT f.filename, f.blob_key, f.sha256, vsf.chunking_strategy, vs.embedding_model,
-                  vsf.attributes, vs.metadata
-           FROM vector_store_files vsf
-           JOIN files f ON f.id = vsf.file_id
-           JOIN vector_stores vs ON vs.id = vsf.vector_store_id
-           WHERE vsf.vector_store_id = %s AND vsf.file_id = %s AND vsf.job_id = %s""",
-        [store_id, file_id, job_id],
-    )
+    cur = await conn.execute(ingest_source_sql("%s", "%s", "%s"), [store_id, file_id, job_id])
     row = await cur.fetchone()
-    return None if row is None else IngestSource(**row)
+    return None if row is None else ingest_source(row)
