@@ -207,9 +207,10 @@ async def _copy_twin(res: WorkerResources, attempt: IngestAttempt, ctx: IngestCo
             twin, count = copied
             write.enter("embedding")
             times, _ = write.take()
-            await jobs_db.write_stage(
+            await jobs_db.set_stage(
                 conn,
                 job_id=job.id,
+                stage="embedding",
                 times=times,
                 progress_total=count,
                 progress_unit="chunks",
@@ -319,9 +320,10 @@ async def _parse_and_chunk(
             await write_result(conn, job, result)
             write.enter("embedding")
             times, _ = write.take()
-            await jobs_db.write_stage(
+            await jobs_db.set_stage(
                 conn,
                 job_id=job.id,
+                stage="embedding",
                 times=times,
                 progress_done=0,
                 progress_total=len(rows),

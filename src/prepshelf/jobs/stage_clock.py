@@ -54,7 +54,7 @@ class StageClock:
         return self._version != self._written
 
     async def enter(self, stage: str, **fields: Any) -> None:
-        """Enter `stage` (with progress fields as `jobs_db.write_stage` takes them); written
+        """Enter `stage` (with progress fields as `jobs_db.set_stage` takes them); written
         after `delay_s` unless a write carries it first (at once when `delay_s` is 0)."""
         self._record(stage, fields)
         if self._delay_s <= 0:
@@ -91,7 +91,10 @@ class StageClock:
                 return
             version, times, fields = self._version, self._times(), dict(self._fields)
             async with self._pool.connection() as conn:
-                await jobs_db.write_stage(conn, job_id=self._job_id, times=times, **fields)
+                assert times.stage is not None  # dirty: a stage was entered
+                await jobs_db.set_stage(
+                    conn, job_id=self._job_id, stage=times.stage, times=times, **fields
+                )
             self._carried(version, times)
 
     async def settle(self) -> None:

@@ -18,18 +18,23 @@ class FinishedTimes:
     stage_durations: dict[str, float]
 
 
+# What `finished_times_of` reads from a jobs row (a SELECT list, or a RETURNING clause).
+FINISHED_TIMES_COLUMNS = """kind, status, stage_durations,
+    extract(epoch FROM finished_at - started_at)::float8 AS seconds"""
+
+
 async def finished_times(conn: AsyncConnection[Any], *, job_id: str) -> FinishedTimes | None:
     """None while the job is not finished (or is gone)."""
     row = await (
         await conn.execute(
-            """SELECT kind, status, stage_durations,
-                      extract(epoch FROM finished_at - started_at)::float8 AS seconds
-               FROM jobs WHERE id = %s AND finished_at IS NOT NULL""",
+            f"SELECT {FINISHED_TIMES_COLUMNS} FROM jobs WHERE id = %s AND finished_at IS NOT NULL",
             [job_id],
         )
     ).fetchone()
-    if row is None:
-        return None
+    return None if row is None else finished_times_of(row)
+
+
+def finished_times_of(row: dict[str, Any]) -> FinishedTimes:
     return FinishedTimes(
         kind=row["kind"],
         status=row["status"],

@@ -15,7 +15,11 @@ from psycopg.types.json import Jsonb
 
 from prepshelf.domain.jobs import IngestJob, JobRef, StageTimes
 from prepshelf.store import archives as archives_db
-from prepshelf.store.job_readouts import FinishedTimes
+from prepshelf.store.job_readouts import (
+    FINISHED_TIMES_COLUMNS,
+    FinishedTimes,
+    finished_times_of,
+)
 from prepshelf.store.pages import Page, PageRequest, fetch_page
 from prepshelf.store.vector_stores import IngestSource, ingest_source, ingest_source_sql
 
@@ -189,6 +193,26 @@ async def claim_ingest_job(
     return job, None if row["filename"] is None else ingest_source(row)
 
 
+# Progress fields a stage change may bring; a None leaves the row's value.
+_PROGRESS_SET = """
+    progress_done = coalesce(%s, progress_done),
+    progress_total = coalesce(%s, progress_total),
+    progress_unit = coalesce(%s, progress_unit),
+    chunks_stored = coalesce(%s, chunks_stored)"""
+
+
+def _stage_clock_set(times: StageTimes | None) -> tuple[str, list[Any]]:
+    """SET items that close the row's stage and start the next one: by the row's own clock
+    (stage_started_at), or by the worker's (`times`, jobs/stage_clock.py): the stages it went
+    through since the row's last write get their seconds, the new one its measured start."""
+    if times is None:
+        return f"{_CLOSE_STAGE}, stage_started_at = clock_timestamp()", []
+    return (
+        f"{_ADD_DURATIONS}, stage_started_at = clock_timestamp() - make_interval(secs => %s)",
+        [_rounded(times.closed), times.started_ago_s],
+    )
+
+
 async def set_stage(
     conn: AsyncConnection[Any],
     *,
@@ -198,46 +222,18 @@ async def set_stage(
     progress_unit: str | None = None,
     chunks_stored: bool | None = None,
     progress_done: int | None = None,
+    times: StageTimes | None = None,
 ) -> None:
     """Enter `stage`; progress fields given replace the old ones (a new unit counts anew:
-    pass progress_done=0 with it)."""
+    pass progress_done=0 with it). `times`: the worker measured the stages itself."""
+    clock, clock_params = _stage_clock_set(times)
     await conn.execute(
-        f"""UPDATE jobs SET {_CLOSE_STAGE}, stage = %s, stage_started_at = clock_timestamp(),
-                  progress_done = coalesce(%s, progress_done),
-                  progress_total = coalesce(%s, progress_total),
-                  progress_unit = coalesce(%s, progress_unit),
-                  chunks_stored = coalesce(%s, chunks_stored),
-                  heartbeat_at = clock_timestamp()
-            WHERE id = %s""",
-        [stage, progress_done, progress_total, progress_unit, chunks_stored, job_id],
-    )
-
-
-async def write_stage(
-    conn: AsyncConnection[Any],
-    *,
-    job_id: str,
-    times: StageTimes,
-    progress_total: int | None = None,
-    progress_unit: str | None = None,
-    chunks_stored: bool | None = None,
-    progress_done: int | None = None,
-) -> None:
-    """`set_stage` with times the worker measured (jobs/stage_clock.py): the stages it went
-    through since the row's last write get their seconds, and the current one its start."""
-    await conn.execute(
-        f"""UPDATE jobs SET {_ADD_DURATIONS}, stage = %s,
-                  stage_started_at = clock_timestamp() - make_interval(secs => %s),
-                  progress_done = coalesce(%s, progress_done),
-                  progress_total = coalesce(%s, progress_total),
-                  progress_unit = coalesce(%s, progress_unit),
-                  chunks_stored = coalesce(%s, chunks_stored),
+        f"""UPDATE jobs SET {clock}, stage = %s, {_PROGRESS_SET},
                   heartbeat_at = clock_timestamp()
             WHERE id = %s""",
         [
-            _rounded(times.closed),
-            times.stage,
-            times.started_ago_s,
+            *clock_params,
+            stage,
             progress_done,
             progress_total,
             progress_unit,
@@ -385,9 +381,7 @@ async def finish_succeeded(
             f"""UPDATE jobs SET {durations}, status = 'succeeded', stage = NULL,
                       stage_started_at = NULL, error = NULL, finished_at = clock_timestamp(),
                       attempt_log = attempt_log || %s
-                WHERE id = %s
-                RETURNING kind, status, stage_durations,
-                          extract(epoch FROM finished_at - started_at)::float8 AS seconds""",
+                WHERE id = %s RETURNING {FINISHED_TIMES_COLUMNS}""",
             [*params, _attempt_entry(job, "succeeded", None), job.id],
         )
         row = await cur.fetchone()
@@ -398,14 +392,7 @@ async def finish_succeeded(
         )
         if archive_member:
             await archives_db.after_job_finished(conn, job_id=job.id)  # settles its archive
-    if row is None:
-        return None
-    return FinishedTimes(
-        kind=row["kind"],
-        status=row["status"],
-        seconds=row["seconds"],
-        stage_durations={k: float(v) for k, v in (row["stage_durations"] or {}).items()},
-    )
+    return None if row is None else finished_times_of(row)
 
 
 async def finish_failed(conn: AsyncConnection[Any], *, job: JobRef, error: dict[str, Any]) -> None:
