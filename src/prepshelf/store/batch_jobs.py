@@ -8,6 +8,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from prepshelf.domain.batches import BatchJob
+from prepshelf.store import job_readouts
 from prepshelf.store import jobs as jobs_db
 
 Conn = AsyncConnection[Any]
@@ -20,7 +21,7 @@ def _batch_job(row: dict[str, Any]) -> BatchJob:
 
 
 async def get(conn: Conn, *, job_id: str) -> BatchJob | None:
-    row = await jobs_db.get_job(conn, job_id=job_id)
+    row = await job_readouts.get_job(conn, job_id=job_id)
     return _batch_job(row) if row else None
 
 

@@ -6,7 +6,6 @@ transaction, so a job and the file it serves never disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +19,6 @@ from prepshelf.store.job_readouts import (
     FinishedTimes,
     finished_times_of,
 )
-from prepshelf.store.pages import Page, PageRequest, fetch_page
 from prepshelf.store.vector_stores import IngestSource, ingest_source, ingest_source_sql
 
 Row = dict[str, Any]
@@ -83,66 +81,6 @@ async def set_queue_job_ids(conn: AsyncConnection[Any], pairs: list[tuple[str, i
         await cur.executemany(
             "UPDATE jobs SET queue_job_id = %s WHERE id = %s", [(qid, jid) for jid, qid in pairs]
         )
-
-
-async def get_job(
-    conn: AsyncConnection[Any], *, job_id: str, project_id: str | None = None
-) -> Row | None:
-    query = "SELECT * FROM jobs WHERE id = %s"
-    args: list[Any] = [job_id]
-    if project_id is not None:
-        query += " AND project_id = %s"
-        args.append(project_id)
-    return await (await conn.execute(query, args)).fetchone()
-
-
-@dataclass(frozen=True)
-class JobFilter:
-    """What GET /v1/jobs may narrow by; None leaves a field out."""
-
-    status: str | None = None
-    kind: str | None = None
-    vector_store_id: str | None = None
-    file_batch_id: str | None = None
-    # A /v1/batches batch, or (as before file_batch_id existed) a file batch: either parent.
-    batch_id: str | None = None
-    file_id: str | None = None
-    created_after: int | None = None  # Unix seconds, inclusive
-
-
-async def list_jobs(
-    conn: AsyncConnection[Any], *, project_id: str, filters: JobFilter, page: PageRequest
-) -> Page:
-    """A project's jobs, newest first by default, one cursor page at a time."""
-    where: list[str] = ["project_id = %s"]
-    params: list[Any] = [project_id]
-    if filters.created_after is not None:
-        where.append("created_at >= to_timestamp(%s)")
-        params.append(filters.created_after)
-    for column, value in (
-        ("status", filters.status),
-        ("kind", filters.kind),
-        ("vector_store_id", filters.vector_store_id),
-        ("file_batch_id", filters.file_batch_id),
-        ("file_id", filters.file_id),
-    ):
-        if value is not None:
-            where.append(f"{column} = %s")
-            params.append(value)
-    if filters.batch_id is not None:
-        where.append("(batch_id = %s OR file_batch_id = %s)")
-        params += [filters.batch_id, filters.batch_id]
-    return await fetch_page(
-        conn,
-        select="SELECT * FROM jobs",
-        where=" AND ".join(where),
-        params=params,
-        key_created="created_at",
-        key_id="id",
-        cursor_lookup="SELECT created_at FROM jobs WHERE project_id = %s AND id = %s",
-        cursor_params=[project_id],
-        page=page,
-    )
 
 
 _CLAIM_SQL = """

@@ -12,7 +12,7 @@ from prepshelf.api.views import job_object, list_object
 from prepshelf.errors import ConflictError, NotFoundError
 from prepshelf.jobs.cancel import cancel_jobs
 from prepshelf.jobs.enqueue import AttachItem, attach_files
-from prepshelf.store import jobs as jobs_db
+from prepshelf.store import job_readouts
 from prepshelf.store import vector_stores as stores_db
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=IdempotentRoute)
@@ -21,7 +21,7 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 async def _load(conn: Any, project: str, job_id: str) -> dict[str, Any]:
-    row = await jobs_db.get_job(conn, job_id=job_id, project_id=project)
+    row = await job_readouts.get_job(conn, job_id=job_id, project_id=project)
     if row is None:
         raise NotFoundError(f"No such job: {job_id}", param="job_id")
     return row
@@ -49,7 +49,7 @@ async def list_jobs(
     file_id: Annotated[str | None, Query(max_length=128)] = None,
     created_after: Annotated[int | None, Query(ge=0, description="Unix seconds")] = None,
 ) -> dict[str, Any]:
-    filters = jobs_db.JobFilter(
+    filters = job_readouts.JobFilter(
         status=status,
         kind=kind,
         vector_store_id=vector_store_id,
@@ -58,7 +58,7 @@ async def list_jobs(
         file_id=file_id,
         created_after=created_after,
     )
-    result = await jobs_db.list_jobs(conn, project_id=project, filters=filters, page=page)
+    result = await job_readouts.list_jobs(conn, project_id=project, filters=filters, page=page)
     return list_object([job_object(r) for r in result.rows], result.has_more)
 
 

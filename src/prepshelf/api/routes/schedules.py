@@ -31,7 +31,7 @@ from prepshelf.domain.schedules import Schedule
 from prepshelf.errors import ConflictError, InvalidRequestError, NotFoundError
 from prepshelf.ids import new_schedule_id
 from prepshelf.jobs.runs import start_run
-from prepshelf.store import jobs as jobs_db
+from prepshelf.store import job_readouts
 from prepshelf.store import runs as runs_db
 from prepshelf.store import schedules as schedules_db
 
@@ -200,7 +200,7 @@ async def run_schedule_now(
             schedule_id=schedule_id,
         )
         await schedules_db.note_run_started(conn, schedule_id=schedule_id)
-    job = await jobs_db.get_job(conn, job_id=started.job_id)
+    job = await job_readouts.get_job(conn, job_id=started.job_id)
     assert job is not None
     return job_object(job)
 
