@@ -179,7 +179,9 @@ async def _attach_members(
             ],
             file_batch_id=vsf.batch_id,
         )
-        await archives_db.start_waiting(conn, job_id=job.id, members=len(children), result=summary)
+        await jobs_db.start_waiting_for_members(
+            conn, job_id=job.id, members=len(children), result=summary
+        )
     log.info(
         "job %s: archive expanded into %d member(s), %d refused",
         job.id,

@@ -17,7 +17,6 @@ from prepshelf.domain.job_errors import job_error_message
 from prepshelf.jobs.queue import BATCH_QUEUE, INGEST_QUEUE
 from prepshelf.jobs.runs import RUNS_QUEUE
 from prepshelf.settings import Settings
-from prepshelf.store import archives as archives_db
 from prepshelf.store import batches as batches_db
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store import queue_turns, swept_jobs
@@ -78,7 +77,7 @@ async def sweep(app: procrastinate.App, pool: Pool, settings: Settings) -> dict[
             )
             orphans += 1
     async with pool.connection() as conn:
-        await archives_db.settle_waiting_archives(conn)  # safety net; members settle them
+        await jobs_db.settle_waiting_archives(conn)  # safety net; members settle them
         # Fair share: a project's waiting ingest jobs keep their order, renumbered from 0.
         await queue_turns.rerank_waiting(conn, queue=INGEST_QUEUE)
     if requeued or failed or orphans:

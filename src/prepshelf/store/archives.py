@@ -1,16 +1,18 @@
 """Archives and their members: child file rows, and the archive's outcome once members finish.
 
 An archive's job expands it into child files (each with its own job), then waits in stage
-'members'. Every finish transition of a job calls `after_job_finished` in its own transaction:
-when the job's file is a member and it was the last one still in progress, the archive is
-finalised right there (completed if any member completed), so the archive's file never reads
-final while a member is in progress, and never stays in progress after the last one ended.
+'members'. Every finish transition of a job (store/jobs.py) asks `after_job_finished` in its
+own transaction: when the job's file is a member and it was the last one still in progress,
+the answer is how the archive ends (completed if any member completed), and the transition
+finishes the archive's job right there, so the archive's file never reads final while a
+member is in progress, and never stays in progress after the last one ended. This module
+decides; store/jobs.py carries the transitions out (it imports this one, never the reverse).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -21,6 +23,25 @@ from prepshelf.domain.jobs import JobAttempt
 Row = dict[str, Any]
 
 _FAILED_LISTED = 20
+
+
+@dataclass(frozen=True)
+class ArchiveOutcome:
+    """How an archive's job ends now that its last member has: `error` for 'failed'."""
+
+    job: JobAttempt
+    status: Literal["succeeded", "failed", "cancelled"]
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class WaitingArchive:
+    """An archive's job in stage 'members' whose members have all ended without settling it."""
+
+    job_id: str
+    store_id: str
+    file_id: str
+    in_store: bool  # False: the archive (or its store) was removed while it waited
 
 
 async def tree_usage(conn: AsyncConnection[Any], *, file_id: str) -> Row:
@@ -91,21 +112,6 @@ async def insert_members(
         )
 
 
-async def start_waiting(
-    conn: AsyncConnection[Any], *, job_id: str, members: int, result: dict[str, Any]
-) -> None:
-    """The archive is expanded: its job now waits for `members` member jobs."""
-    from prepshelf.store.jobs import _CLOSE_STAGE  # store.jobs imports this module
-
-    await conn.execute(
-        f"""UPDATE jobs SET {_CLOSE_STAGE}, stage = 'members', stage_started_at = clock_timestamp(),
-                  progress_done = 0, progress_total = %s, progress_unit = 'members',
-                  result = %s, worker = NULL, heartbeat_at = clock_timestamp()
-            WHERE id = %s""",
-        [members, Jsonb(result), job_id],
-    )
-
-
 async def set_result(conn: AsyncConnection[Any], *, job_id: str, result: dict[str, Any]) -> None:
     await conn.execute("UPDATE jobs SET result = %s WHERE id = %s", [Jsonb(result), job_id])
 
@@ -131,26 +137,27 @@ async def with_member_jobs(conn: AsyncConnection[Any], *, job_ids: list[str]) ->
     return list(dict.fromkeys([*job_ids, *found]))
 
 
-async def after_job_finished(conn: AsyncConnection[Any], *, job_id: str) -> None:
-    """Called by every finish transition, in its transaction: settle the job's archive."""
+async def after_job_finished(conn: AsyncConnection[Any], *, job_id: str) -> ArchiveOutcome | None:
+    """Asked by every finish transition, in its transaction: how the job's archive ends, if
+    the job's file was its last member in progress."""
     cur = await conn.execute(
         """SELECT f.parent_file_id, j.vector_store_id FROM jobs j JOIN files f ON f.id = j.file_id
            WHERE j.id = %s AND f.parent_file_id IS NOT NULL""",
         [job_id],
     )
     row = await cur.fetchone()
-    if row is not None:
-        await settle_archive(
-            conn, store_id=row["vector_store_id"], archive_file_id=row["parent_file_id"]
-        )
+    if row is None:
+        return None
+    return await settle_archive(
+        conn, store_id=row["vector_store_id"], archive_file_id=row["parent_file_id"]
+    )
 
 
 async def settle_archive(
     conn: AsyncConnection[Any], *, store_id: str, archive_file_id: str
-) -> None:
-    """Count the archive's members; when none is in progress, finish the archive's job."""
-    from prepshelf.store import jobs as jobs_db  # store.jobs imports this module
-
+) -> ArchiveOutcome | None:
+    """Count the archive's members (its progress); when none is in progress, record what
+    they came to and return how the archive's job ends (store/jobs.py finishes it)."""
     # Lock order: the archive's store file, then its job (every member's finish does the same).
     vsf = await (
         await conn.execute(
@@ -160,7 +167,7 @@ async def settle_archive(
         )
     ).fetchone()
     if vsf is None or vsf["status"] != "in_progress" or vsf["job_id"] is None:
-        return
+        return None
     job = await (
         await conn.execute(
             """SELECT j.*, f.filename FROM jobs j JOIN files f ON f.id = j.file_id
@@ -169,7 +176,7 @@ async def settle_archive(
         )
     ).fetchone()
     if job is None or job["stage"] != "members" or job["status"] not in ("queued", "running"):
-        return  # still expanding: its own transaction will count the members
+        return None  # still expanding: its own transaction will count the members
     members = await (
         await conn.execute(
             """SELECT f.filename, coalesce(vsf.status, 'removed') AS status, vsf.last_error
@@ -187,7 +194,7 @@ async def settle_archive(
         [len(members) - pending, len(members), job["id"]],
     )
     if pending:
-        return
+        return None
     result = dict(job["result"] or {})
     counts = {s: 0 for s in ("completed", "failed", "cancelled", "removed")}
     failed: list[tuple[str, str]] = []
@@ -198,36 +205,32 @@ async def settle_archive(
     result.update(counts)
     result["failed_members"] = [{"name": n, "reason": r} for n, r in failed[:_FAILED_LISTED]]
     await set_result(conn, job_id=job["id"], result=result)
+    attempt = JobAttempt(id=job["id"], attempts=job["attempts"], worker=job["worker"])
     if job["cancel_requested"]:
-        await jobs_db.finish_cancelled(conn, job_id=job["id"])
-    elif counts["completed"]:
-        await jobs_db.finish_succeeded(conn, job=_attempt(job), usage_bytes=0)
-    else:
-        refused = [(r["name"], r["reason"]) for r in result.get("refused", [])]
-        reason = outcome_message(
-            failed=failed,
-            failed_total=len(failed),
-            refused=refused,
-            refused_total=result.get("refused_total", len(refused)),
-            others=counts["cancelled"] + counts["removed"],
-        )
-        await jobs_db.finish_failed(
-            conn,
-            job=_attempt(job),
-            error={
-                "code": "invalid_file",
-                "message": f"{job['filename']}: members: {reason}",
-                "reason": reason,
-                "stage": "members",
-                "file_id": job["file_id"],
-            },
-        )
+        return ArchiveOutcome(attempt, "cancelled")
+    if counts["completed"]:
+        return ArchiveOutcome(attempt, "succeeded")
+    refused = [(r["name"], r["reason"]) for r in result.get("refused", [])]
+    reason = outcome_message(
+        failed=failed,
+        failed_total=len(failed),
+        refused=refused,
+        refused_total=result.get("refused_total", len(refused)),
+        others=counts["cancelled"] + counts["removed"],
+    )
+    error = {
+        "code": "invalid_file",
+        "message": f"{job['filename']}: members: {reason}",
+        "reason": reason,
+        "stage": "members",
+        "file_id": job["file_id"],
+    }
+    return ArchiveOutcome(attempt, "failed", error)
 
 
-async def settle_waiting_archives(conn: AsyncConnection[Any]) -> int:
-    """Safety net for the sweeper: settle archives whose members all ended without them."""
-    from prepshelf.store import jobs as jobs_db  # store.jobs imports this module
-
+async def waiting_archives(conn: AsyncConnection[Any]) -> list[WaitingArchive]:
+    """Archives' jobs in stage 'members' with no member left in progress (the sweeper's
+    safety net: members normally settle their archive themselves)."""
     rows = await (
         await conn.execute(
             """SELECT j.id, j.vector_store_id, j.file_id,
@@ -242,20 +245,9 @@ async def settle_waiting_archives(conn: AsyncConnection[Any]) -> int:
                      WHERE f.parent_file_id = j.file_id AND vsf.status = 'in_progress')"""
         )
     ).fetchall()
-    for row in rows:
-        if not row["in_store"]:  # the archive (or its store) was removed while it waited
-            await jobs_db.finish_cancelled(conn, job_id=row["id"])
-            continue
-        async with conn.transaction():
-            await settle_archive(
-                conn, store_id=row["vector_store_id"], archive_file_id=row["file_id"]
-            )
-    return len(rows)
-
-
-def _attempt(row: dict[str, Any]) -> JobAttempt:
-    """The archive's job as the shared transitions read it (its attempt log's entry)."""
-    return JobAttempt(id=row["id"], attempts=row["attempts"], worker=row["worker"])
+    return [
+        WaitingArchive(r["id"], r["vector_store_id"], r["file_id"], r["in_store"]) for r in rows
+    ]
 
 
 def _member_reason(filename: str, last_error: dict[str, Any] | None) -> str:

@@ -329,7 +329,7 @@ async def finish_succeeded(
             [usage_bytes, job.id],
         )
         if archive_member:
-            await archives_db.after_job_finished(conn, job_id=job.id)  # settles its archive
+            await _settle_archive_of(conn, job_id=job.id)
     return None if row is None else finished_times_of(row)
 
 
@@ -355,7 +355,7 @@ async def finish_failed(conn: AsyncConnection[Any], *, job: JobRef, error: dict[
             "AND c.vector_store_id = j.vector_store_id AND c.file_id = j.file_id",
             [job_id],
         )
-        await archives_db.after_job_finished(conn, job_id=job_id)
+        await _settle_archive_of(conn, job_id=job_id)
 
 
 async def finish_cancelled(conn: AsyncConnection[Any], *, job_id: str) -> None:
@@ -378,7 +378,7 @@ async def finish_cancelled(conn: AsyncConnection[Any], *, job_id: str) -> None:
             "AND c.vector_store_id = j.vector_store_id AND c.file_id = j.file_id",
             [job_id],
         )
-        await archives_db.after_job_finished(conn, job_id=job_id)
+        await _settle_archive_of(conn, job_id=job_id)
 
 
 async def release_job(
@@ -391,3 +391,51 @@ async def release_job(
             WHERE id = %s AND status = 'running'""",
         [_attempt_entry(job, reason, error), Jsonb(error) if error else None, job.id],
     )
+
+
+async def start_waiting_for_members(
+    conn: AsyncConnection[Any], *, job_id: str, members: int, result: dict[str, Any]
+) -> None:
+    """An archive is expanded: its job now waits in stage 'members' for `members` jobs."""
+    await conn.execute(
+        f"""UPDATE jobs SET {_CLOSE_STAGE}, stage = 'members', stage_started_at = clock_timestamp(),
+                  progress_done = 0, progress_total = %s, progress_unit = 'members',
+                  result = %s, worker = NULL, heartbeat_at = clock_timestamp()
+            WHERE id = %s""",
+        [members, Jsonb(result), job_id],
+    )
+
+
+async def _settle_archive_of(conn: AsyncConnection[Any], *, job_id: str) -> None:
+    """In a finish's transaction: when the job was its archive's last member in progress,
+    finish the archive's job too (which settles an archive around that one in turn)."""
+    await _finish_archive(conn, await archives_db.after_job_finished(conn, job_id=job_id))
+
+
+async def _finish_archive(
+    conn: AsyncConnection[Any], outcome: archives_db.ArchiveOutcome | None
+) -> None:
+    if outcome is None:
+        return
+    if outcome.status == "cancelled":
+        await finish_cancelled(conn, job_id=outcome.job.id)
+    elif outcome.status == "succeeded":
+        await finish_succeeded(conn, job=outcome.job, usage_bytes=0)
+    else:
+        assert outcome.error is not None
+        await finish_failed(conn, job=outcome.job, error=outcome.error)
+
+
+async def settle_waiting_archives(conn: AsyncConnection[Any]) -> int:
+    """Safety net for the sweeper: settle archives whose members all ended without them."""
+    waiting = await archives_db.waiting_archives(conn)
+    for archive in waiting:
+        if not archive.in_store:  # the archive (or its store) was removed while it waited
+            await finish_cancelled(conn, job_id=archive.job_id)
+            continue
+        async with conn.transaction():
+            outcome = await archives_db.settle_archive(
+                conn, store_id=archive.store_id, archive_file_id=archive.file_id
+            )
+            await _finish_archive(conn, outcome)
+    return len(waiting)
