@@ -34,7 +34,7 @@ from prepshelf.jobs.batch_validate import validate
 from prepshelf.jobs.queue import BATCH_QUEUE, BATCH_TASK
 from prepshelf.jobs.resources import WorkerResources
 from prepshelf.jobs.retry import RequeueJob, RequeueStrategy
-from prepshelf.store import batch_answers
+from prepshelf.store import batch_answers, job_progress
 from prepshelf.store import batch_jobs as batch_jobs_db
 from prepshelf.store import batch_slices as slices_db
 from prepshelf.store import batches as batches_db
@@ -88,7 +88,7 @@ async def _run(res: WorkerResources, job: BatchJob, batch: Batch) -> None:
             return
     elif batch.status in ("in_progress", "cancelling"):
         async with res.pool.connection() as conn:
-            await jobs_db.set_stage(conn, job_id=job.id, stage="embedding")
+            await job_progress.set_stage(conn, job_id=job.id, stage="embedding")
     try:
         if batch.status != "finalizing":
             if await _is_upstream(res, batch):
@@ -132,7 +132,7 @@ async def _finalize(res: WorkerResources, batch: Batch, job: BatchJob, final: st
             await batches_db.set_status(
                 conn, batch_id=batch.id, status="finalizing", only_from=("in_progress",)
             )
-        await jobs_db.set_stage(conn, job_id=job.id, stage="indexing")
+        await job_progress.set_stage(conn, job_id=job.id, stage="indexing")
         slices = await slices_db.slices(conn, batch_id=batch.id)
         # An upstream batch stopped mid-slice keeps the answers that slice already got.
         partial = {

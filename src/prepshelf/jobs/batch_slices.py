@@ -25,7 +25,7 @@ from prepshelf.pipeline.embedding_request import EmbeddingLimits, EmbeddingReque
 from prepshelf.pipeline.tokenizer import load_tokenizer
 from prepshelf.store import batch_slices as slices_db
 from prepshelf.store import batches as batches_db
-from prepshelf.store import jobs as jobs_db
+from prepshelf.store import job_progress
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ async def _slice_step(
             failed=result.failed,
             tokens=result.tokens,
         )
-        await jobs_db.record_checkpoint(
+        await job_progress.record_checkpoint(
             conn, job_id=job.id, done=done, computed=result.inputs, cached=0
         )
 

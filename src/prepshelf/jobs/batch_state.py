@@ -23,6 +23,7 @@ from prepshelf.store import batch_jobs as batch_jobs_db
 from prepshelf.store import batch_slices as slices_db
 from prepshelf.store import batches as batches_db
 from prepshelf.store import files as files_db
+from prepshelf.store import job_progress
 from prepshelf.store import jobs as jobs_db
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ async def start_embedding(
     )
     # Also when the batch is already cancelling (set_status left it): its counts show total.
     await batches_db.set_total(conn, batch_id=batch_id, total=total)
-    await jobs_db.set_stage(
+    await job_progress.set_stage(
         conn, job_id=job.id, stage="embedding", progress_total=total, progress_unit="lines"
     )
 

@@ -22,9 +22,8 @@ from prepshelf.jobs.batch_state import check_stop
 from prepshelf.jobs.batch_turns import yield_if_others_wait
 from prepshelf.jobs.batch_upstream import UpstreamLine, answer_slice
 from prepshelf.jobs.resources import WorkerResources
-from prepshelf.store import batch_answers
+from prepshelf.store import batch_answers, job_progress
 from prepshelf.store import batch_slices as slices_db
-from prepshelf.store import jobs as jobs_db
 from prepshelf.store.batch_answers import LineAnswer
 
 _PROGRESS_EVERY_S = 1.0
@@ -88,7 +87,7 @@ async def _slice_step(
             output_tokens=sum(a.output_tokens for a in answers),
         )
         await batch_answers.forget_slice(conn, batch_id=batch.id, slice_no=sl.slice_no)
-        await jobs_db.set_progress(conn, job_id=job.id, done=done)
+        await job_progress.set_progress(conn, job_id=job.id, done=done)
 
 
 class _Progress:
@@ -106,6 +105,6 @@ class _Progress:
             return
         self._last = now
         async with self._res.pool.connection() as conn:
-            await jobs_db.set_progress(
+            await job_progress.set_progress(
                 conn, job_id=self._job_id, done=self._before + self._answered
             )

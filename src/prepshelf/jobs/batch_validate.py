@@ -17,7 +17,7 @@ from prepshelf.jobs.batch_lines import LineScanner
 from prepshelf.jobs.batch_slicing import SliceCutter
 from prepshelf.jobs.resources import WorkerResources
 from prepshelf.store import batch_slices as slices_db
-from prepshelf.store import jobs as jobs_db
+from prepshelf.store import job_progress
 
 _SCAN_CHUNK = 2000  # lines parsed per thread hop
 
@@ -28,7 +28,7 @@ async def validate(res: WorkerResources, job: BatchJob, batch: Batch) -> bool:
     cutter = SliceCutter(res.settings.batch_slice_lines, res.settings.batch_slice_inputs)
     report = ValidationReport()
     async with res.pool.connection() as conn:
-        await jobs_db.set_stage(conn, job_id=job.id, stage="parsing")
+        await job_progress.set_stage(conn, job_id=job.id, stage="parsing")
         async with conn.transaction():
             await slices_db.clear_slices(conn, batch_id=batch.id)
             await slices_db.start_custom_id_check(conn)

@@ -28,6 +28,7 @@ from prepshelf.pipeline.archive import (
 from prepshelf.pipeline.sandbox import run_in_subprocess
 from prepshelf.settings import Settings
 from prepshelf.store import archives as archives_db
+from prepshelf.store import job_progress
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store import vector_stores as vector_stores_db
 from prepshelf.store.archives import ArchiveFile
@@ -63,7 +64,7 @@ async def expand_archive_job(res: WorkerResources, job: IngestJob, ctx: IngestCo
     """
     s: Settings = res.settings
     async with res.pool.connection() as conn:
-        await jobs_db.set_stage(conn, job_id=job.id, stage="expanding")
+        await job_progress.set_stage(conn, job_id=job.id, stage="expanding")
         tree = await archives_db.tree_usage(conn, file_id=job.file_id)
         parent = await archives_db.get_archive_file(conn, file_id=job.file_id)
     if parent is None:
@@ -157,7 +158,7 @@ async def _attach_members(
     assert res.app is not None, "archives are expanded by a worker, which has a queue"
     app = res.app
     async with res.pool.connection() as conn, conn.transaction():
-        cancel_requested = await jobs_db.lock_cancel_requested(conn, job_id=job.id)
+        cancel_requested = await job_progress.lock_cancel_requested(conn, job_id=job.id)
         vsf = await vector_stores_db.lock_store_file_settings(
             conn, store_id=job.vector_store_id, file_id=job.file_id, job_id=job.id
         )

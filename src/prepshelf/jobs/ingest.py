@@ -44,6 +44,7 @@ from prepshelf.pipeline.sandbox import parse_contained
 from prepshelf.pipeline.tokenizer import load_tokenizer
 from prepshelf.pipeline.transcript import SegmentTranscript, transcript_chunks
 from prepshelf.store import chunks as chunks_db
+from prepshelf.store import job_progress
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store.chunks import NewChunk
 
@@ -207,7 +208,7 @@ async def _copy_twin(res: WorkerResources, attempt: IngestAttempt, ctx: IngestCo
             twin, count = copied
             write.enter("embedding")
             times, _ = write.take()
-            await jobs_db.set_stage(
+            await job_progress.set_stage(
                 conn,
                 job_id=job.id,
                 stage="embedding",
@@ -216,7 +217,7 @@ async def _copy_twin(res: WorkerResources, attempt: IngestAttempt, ctx: IngestCo
                 progress_unit="chunks",
                 chunks_stored=True,
             )
-            await jobs_db.record_checkpoint(
+            await job_progress.record_checkpoint(
                 conn, job_id=job.id, done=count, computed=0, cached=count
             )
     except psycopg.errors.ForeignKeyViolation as exc:
@@ -312,7 +313,7 @@ async def _parse_and_chunk(
             res.pool.connection() as conn,
             conn.transaction(),
         ):
-            if await jobs_db.is_cancel_requested(conn, job_id=job.id):
+            if await job_progress.is_cancel_requested(conn, job_id=job.id):
                 raise JobCancelled("cancel requested")
             await chunks_db.replace_chunks(
                 conn, store_id=job.vector_store_id, file_id=job.file_id, chunks=rows
@@ -320,7 +321,7 @@ async def _parse_and_chunk(
             await write_result(conn, job, result)
             write.enter("embedding")
             times, _ = write.take()
-            await jobs_db.set_stage(
+            await job_progress.set_stage(
                 conn,
                 job_id=job.id,
                 stage="embedding",

@@ -21,6 +21,7 @@ from prepshelf.jobs.ingest_errors import JobCancelled, StageError
 from prepshelf.jobs.resources import WorkerResources
 from prepshelf.pipeline.embed import Embedder, VendorReport, embedding_cache_model
 from prepshelf.store import chunks as chunks_db
+from prepshelf.store import job_progress
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store import transcripts as transcripts_db
 from prepshelf.store.chunks import NewChunk, UnembeddedChunk
@@ -31,7 +32,7 @@ async def write_result(
 ) -> None:
     if result is None:
         return
-    await jobs_db.set_result(conn, job_id=job.id, result=result)
+    await job_progress.set_result(conn, job_id=job.id, result=result)
     if "transcript" in result:  # the transcript is in the chunks now
         await transcripts_db.forget_segments(conn, job_id=job.id)
 
@@ -75,7 +76,7 @@ async def embed_whole_file(
                 new_digests=fresh,
             )
             await write_result(conn, job, result)
-            if await jobs_db.record_checkpoint(
+            if await job_progress.record_checkpoint(
                 conn,
                 job_id=job.id,
                 done=len(rows),
@@ -169,7 +170,7 @@ async def _embed_checkpoint(
                 rows=vectors_by_row,
                 new_digests=fresh,
             )
-            return await jobs_db.record_checkpoint(
+            return await job_progress.record_checkpoint(
                 conn,
                 job_id=job.id,
                 done=done + len(rows),

@@ -25,7 +25,7 @@ import psycopg
 from prepshelf.jobs.ingest_attempt import IngestAttempt
 from prepshelf.pipeline.ocr import OcrOptions
 from prepshelf.settings import Settings
-from prepshelf.store import jobs as jobs_db
+from prepshelf.store import job_progress
 from prepshelf.store.db import Pool
 
 log = logging.getLogger(__name__)
@@ -123,8 +123,8 @@ class OcrProgress:
             await clock.flush()  # pages take seconds each: shown at once
         async with self.pool.connection() as conn:
             if self._written is None:
-                cancelled = await jobs_db.is_cancel_requested(conn, job_id=job_id)
+                cancelled = await job_progress.is_cancel_requested(conn, job_id=job_id)
             else:
-                cancelled = await jobs_db.set_progress(conn, job_id=job_id, done=done)
+                cancelled = await job_progress.set_progress(conn, job_id=job_id, done=done)
         self._written = latest
         self._cancelled = self._cancelled or cancelled

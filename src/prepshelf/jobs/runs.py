@@ -35,6 +35,7 @@ from prepshelf.jobs.failures import retry_if_transient
 from prepshelf.jobs.retry import RequeueJob
 from prepshelf.store import eval_runs as eval_runs_db
 from prepshelf.store import evals as evals_db
+from prepshelf.store import job_progress
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store import runs as runs_db
 from prepshelf.store.sources import SourceError
@@ -149,7 +150,7 @@ class RunContext:
 
     async def enter(self, stage: str, *, total: int | None = None, unit: str | None = None) -> None:
         async with self.res.pool.connection() as conn:
-            await jobs_db.set_stage(
+            await job_progress.set_stage(
                 conn, job_id=self.job.id, stage=stage, progress_total=total, progress_unit=unit
             )
         self.stage = stage

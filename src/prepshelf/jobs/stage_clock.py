@@ -25,7 +25,7 @@ from typing import Any
 import psycopg
 
 from prepshelf.domain.jobs import StageTimes
-from prepshelf.store import jobs as jobs_db
+from prepshelf.store import job_progress
 from prepshelf.store.db import Pool
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class StageClock:
             version, times, fields = self._version, self._times(), dict(self._fields)
             async with self._pool.connection() as conn:
                 assert times.stage is not None  # dirty: a stage was entered
-                await jobs_db.set_stage(
+                await job_progress.set_stage(
                     conn, job_id=self._job_id, stage=times.stage, times=times, **fields
                 )
             self._carried(version, times)

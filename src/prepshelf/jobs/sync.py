@@ -44,8 +44,7 @@ from prepshelf.jobs.runs import WAITING_STAGE, RunCancelled, RunContext, RunFail
 from prepshelf.pipeline.embedders import embedder_model_info
 from prepshelf.store import file_batches as file_batches_db
 from prepshelf.store import files as files_db
-from prepshelf.store import job_cancels
-from prepshelf.store import jobs as jobs_db
+from prepshelf.store import job_cancels, job_progress
 from prepshelf.store import runs as runs_db
 from prepshelf.store import syncs as syncs_db
 from prepshelf.store import vector_stores as stores_db
@@ -285,7 +284,7 @@ async def _commit(
     )
     async with res.pool.connection() as conn:
         async with conn.transaction():
-            if await jobs_db.is_cancel_requested(conn, job_id=job.id):
+            if await job_progress.is_cancel_requested(conn, job_id=job.id):
                 raise RunCancelled()
             for c in copied:
                 await files_db.insert_file(
@@ -312,7 +311,7 @@ async def _commit(
                 await syncs_db.set_stamp(conn, store_id=store_id, file_id=file_id, stamp=stamp)
             queue_ids = await _detach(conn, job.project_id, store_id, detach)
             await runs_db.set_result(conn, job_id=job.id, result=report.to_json())
-            await jobs_db.set_stage(
+            await job_progress.set_stage(
                 conn,
                 job_id=job.id,
                 stage=WAITING_STAGE,
@@ -346,7 +345,7 @@ async def _settle(ctx: RunContext, params: SyncParams) -> None:
         await _finish(ctx, report)
         return
     async with res.pool.connection() as conn:
-        if await jobs_db.is_cancel_requested(conn, job_id=job.id):
+        if await job_progress.is_cancel_requested(conn, job_id=job.id):
             await _cancel_batch(ctx, report.file_batch_id)
             raise RunCancelled(report.to_json())
         batch = await syncs_db.batch_versions(

@@ -32,7 +32,7 @@ from prepshelf.pipeline.media import (
 from prepshelf.pipeline.transcript import SegmentTranscript
 from prepshelf.pipeline.upstream_client import AudioFile
 from prepshelf.settings import Settings
-from prepshelf.store import jobs as jobs_db
+from prepshelf.store import job_progress
 from prepshelf.store import transcripts as transcripts_db
 from prepshelf.store.transcripts import SegmentAnswer
 
@@ -81,7 +81,7 @@ async def transcribe(
     planned = plan_segments(info.duration_s, options.segment_s)
     async with res.pool.connection() as conn:
         kept = {k.segment: k for k in await transcripts_db.kept_segments(conn, job_id=job_id)}
-        await jobs_db.set_stage(
+        await job_progress.set_stage(
             conn,
             job_id=job_id,
             stage="transcribing",
@@ -100,7 +100,7 @@ async def transcribe(
             )
             async with res.pool.connection() as conn, conn.transaction():
                 await transcripts_db.keep_segment(conn, job_id=job_id, kept=kept[segment.index])
-                cancel = await jobs_db.set_progress(conn, job_id=job_id, done=len(kept))
+                cancel = await job_progress.set_progress(conn, job_id=job_id, done=len(kept))
             if cancel:
                 raise TranscriptionCancelled(job_id)
     finally:

@@ -19,31 +19,10 @@ from prepshelf.store.job_readouts import (
     FinishedTimes,
     finished_times_of,
 )
+from prepshelf.store.job_stage_sql import ADD_DURATIONS, CLOSE_STAGE, rounded
 from prepshelf.store.vector_stores import IngestSource, ingest_source, ingest_source_sql
 
 Row = dict[str, Any]
-
-
-# Close the running stage's timer: stage_durations[stage] += now - stage_started_at.
-_CLOSE_STAGE = """
-    stage_durations = CASE WHEN stage IS NULL OR stage_started_at IS NULL THEN stage_durations
-        ELSE jsonb_set(stage_durations, ARRAY[stage], to_jsonb(round((
-            coalesce((stage_durations->>stage)::numeric, 0)
-            + extract(epoch FROM clock_timestamp() - stage_started_at))::numeric, 3)))
-        END"""
-
-
-# Add seconds per key to stage_durations: stage_durations[k] += v for each (k, v) of the
-# parameter (a JSON object). Every SET expression of an UPDATE reads the old row.
-_ADD_DURATIONS = """
-    stage_durations = stage_durations || (
-        SELECT coalesce(jsonb_object_agg(k, round(
-            coalesce((stage_durations->>k)::numeric, 0) + v::numeric, 3)), '{}')
-        FROM jsonb_each_text(%s::jsonb) AS t(k, v))"""
-
-
-def _rounded(durations: dict[str, float]) -> Jsonb:
-    return Jsonb({k: round(v, 6) for k, v in durations.items()})
 
 
 async def create_embed_batch_job(
@@ -131,150 +110,6 @@ async def claim_ingest_job(
     return job, None if row["filename"] is None else ingest_source(row)
 
 
-# Progress fields a stage change may bring; a None leaves the row's value.
-_PROGRESS_SET = """
-    progress_done = coalesce(%s, progress_done),
-    progress_total = coalesce(%s, progress_total),
-    progress_unit = coalesce(%s, progress_unit),
-    chunks_stored = coalesce(%s, chunks_stored)"""
-
-
-def _stage_clock_set(times: StageTimes | None) -> tuple[str, list[Any]]:
-    """SET items that close the row's stage and start the next one: by the row's own clock
-    (stage_started_at), or by the worker's (`times`, jobs/stage_clock.py): the stages it went
-    through since the row's last write get their seconds, the new one its measured start."""
-    if times is None:
-        return f"{_CLOSE_STAGE}, stage_started_at = clock_timestamp()", []
-    return (
-        f"{_ADD_DURATIONS}, stage_started_at = clock_timestamp() - make_interval(secs => %s)",
-        [_rounded(times.closed), times.started_ago_s],
-    )
-
-
-async def set_stage(
-    conn: AsyncConnection[Any],
-    *,
-    job_id: str,
-    stage: str,
-    progress_total: int | None = None,
-    progress_unit: str | None = None,
-    chunks_stored: bool | None = None,
-    progress_done: int | None = None,
-    times: StageTimes | None = None,
-) -> None:
-    """Enter `stage`; progress fields given replace the old ones (a new unit counts anew:
-    pass progress_done=0 with it). `times`: the worker measured the stages itself."""
-    clock, clock_params = _stage_clock_set(times)
-    await conn.execute(
-        f"""UPDATE jobs SET {clock}, stage = %s, {_PROGRESS_SET},
-                  heartbeat_at = clock_timestamp()
-            WHERE id = %s""",
-        [
-            *clock_params,
-            stage,
-            progress_done,
-            progress_total,
-            progress_unit,
-            chunks_stored,
-            job_id,
-        ],
-    )
-
-
-async def set_progress(conn: AsyncConnection[Any], *, job_id: str, done: int) -> bool:
-    """Advance progress within the current stage; returns True when cancel was requested."""
-    cur = await conn.execute(
-        """UPDATE jobs SET progress_done = %s, heartbeat_at = clock_timestamp()
-           WHERE id = %s RETURNING cancel_requested""",
-        [done, job_id],
-    )
-    row = await cur.fetchone()
-    return row is None or bool(row["cancel_requested"])
-
-
-async def set_result(
-    conn: AsyncConnection[Any], *, job_id: str, result: dict[str, Any] | None
-) -> None:
-    """What the job found beyond its chunks (e.g. OCR's pages and confidences)."""
-    await conn.execute(
-        "UPDATE jobs SET result = %s WHERE id = %s",
-        [Jsonb(result) if result is not None else None, job_id],
-    )
-
-
-async def record_checkpoint(
-    conn: AsyncConnection[Any],
-    *,
-    job_id: str,
-    done: int,
-    computed: int,
-    cached: int,
-    timings: dict[str, float] | None = None,
-    chunks_stored: bool | None = None,
-    progress_total: int | None = None,
-    progress_unit: str | None = None,
-    stage: str | None = None,
-) -> bool:
-    """Advance progress after a checkpoint is written; returns True when cancel was requested.
-
-    A checkpoint none of whose vectors had to be computed counts as reused, any other as
-    embedded.
-
-    `timings` (seconds, e.g. the model's own time inside the embedding stage) accumulate
-    under their own keys of stage_durations, next to the stages' wall times. `stage` names
-    the checkpoint's stage where the row may not show it yet (jobs/stage_clock.py), so the
-    event says which stage the progress counts."""
-    cur = await conn.execute(
-        """UPDATE jobs SET progress_done = %s,
-                  stage_durations = stage_durations || (
-                      SELECT coalesce(jsonb_object_agg(k, round(
-                          coalesce((stage_durations->>k)::numeric, 0) + v::numeric, 3)), '{}')
-                      FROM jsonb_each_text(%s::jsonb) AS t(k, v)),
-                  checkpoints_embedded = checkpoints_embedded
-                                         + (CASE WHEN %s > 0 THEN 1 ELSE 0 END),
-                  checkpoints_reused = checkpoints_reused + (CASE WHEN %s = 0 THEN 1 ELSE 0 END),
-                  embeddings_computed = embeddings_computed + %s,
-                  embeddings_cached = embeddings_cached + %s,
-                  chunks_stored = coalesce(%s, chunks_stored),
-                  progress_total = coalesce(%s, progress_total),
-                  progress_unit = coalesce(%s, progress_unit),
-                  stage = coalesce(%s, stage),
-                  heartbeat_at = clock_timestamp()
-           WHERE id = %s RETURNING cancel_requested""",
-        [
-            done,
-            Jsonb(timings or {}),
-            computed,
-            computed,
-            computed,
-            cached,
-            chunks_stored,
-            progress_total,
-            progress_unit,
-            stage,
-            job_id,
-        ],
-    )
-    row = await cur.fetchone()
-    return bool(row and row["cancel_requested"])
-
-
-async def is_cancel_requested(conn: AsyncConnection[Any], *, job_id: str) -> bool:
-    row = await (
-        await conn.execute("SELECT cancel_requested FROM jobs WHERE id = %s", [job_id])
-    ).fetchone()
-    return row is None or bool(row["cancel_requested"])
-
-
-async def lock_cancel_requested(conn: AsyncConnection[Any], *, job_id: str) -> bool | None:
-    """Lock the job row (FOR UPDATE) until commit; whether cancel was requested, None when
-    the job is gone."""
-    row = await (
-        await conn.execute("SELECT cancel_requested FROM jobs WHERE id = %s FOR UPDATE", [job_id])
-    ).fetchone()
-    return None if row is None else bool(row["cancel_requested"])
-
-
 def _attempt_entry(job: JobRef, outcome: str, error: dict[str, Any] | None) -> Jsonb:
     return Jsonb(
         [
@@ -312,8 +147,8 @@ async def finish_succeeded(
     stage included in `closed`) the row's stage times come from them instead of the row's
     stage_started_at. `archive_member=False` (known to the caller) skips looking for an
     archive to settle. Returns the job's times for metrics."""
-    durations = _CLOSE_STAGE if times is None else _ADD_DURATIONS
-    params: list[Any] = [] if times is None else [_rounded(times.closed)]
+    durations = CLOSE_STAGE if times is None else ADD_DURATIONS
+    params: list[Any] = [] if times is None else [rounded(times.closed)]
     async with conn.transaction():
         cur = await conn.execute(
             f"""UPDATE jobs SET {durations}, status = 'succeeded', stage = NULL,
@@ -339,7 +174,7 @@ async def finish_failed(conn: AsyncConnection[Any], *, job: JobRef, error: dict[
     job_id = job.id
     async with conn.transaction():
         await conn.execute(
-            f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'failed', error = %s,
+            f"""UPDATE jobs SET {CLOSE_STAGE}, status = 'failed', error = %s,
                       stage_started_at = NULL, finished_at = clock_timestamp(),
                       attempt_log = attempt_log || %s
                 WHERE id = %s""",
@@ -365,7 +200,7 @@ async def finish_cancelled(conn: AsyncConnection[Any], *, job_id: str) -> None:
     """
     async with conn.transaction():
         await conn.execute(
-            f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'cancelled', stage_started_at = NULL,
+            f"""UPDATE jobs SET {CLOSE_STAGE}, status = 'cancelled', stage_started_at = NULL,
                       finished_at = clock_timestamp()
                 WHERE id = %s AND status IN ('queued', 'running')""",
             [job_id],
@@ -386,7 +221,7 @@ async def release_job(
 ) -> None:
     """Hand a running job back to the queue (shutdown, transient fault); progress is kept."""
     await conn.execute(
-        f"""UPDATE jobs SET {_CLOSE_STAGE}, status = 'queued', stage_started_at = NULL,
+        f"""UPDATE jobs SET {CLOSE_STAGE}, status = 'queued', stage_started_at = NULL,
                   worker = NULL, attempt_log = attempt_log || %s, error = coalesce(%s, error)
             WHERE id = %s AND status = 'running'""",
         [_attempt_entry(job, reason, error), Jsonb(error) if error else None, job.id],
@@ -398,7 +233,7 @@ async def start_waiting_for_members(
 ) -> None:
     """An archive is expanded: its job now waits in stage 'members' for `members` jobs."""
     await conn.execute(
-        f"""UPDATE jobs SET {_CLOSE_STAGE}, stage = 'members', stage_started_at = clock_timestamp(),
+        f"""UPDATE jobs SET {CLOSE_STAGE}, stage = 'members', stage_started_at = clock_timestamp(),
                   progress_done = 0, progress_total = %s, progress_unit = 'members',
                   result = %s, worker = NULL, heartbeat_at = clock_timestamp()
             WHERE id = %s""",
