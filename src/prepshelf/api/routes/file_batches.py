@@ -9,9 +9,8 @@ from fastapi import APIRouter, Query, Request
 from prepshelf.api.chunking import resolve_chunking
 from prepshelf.api.deps import ConnDep, PageDep, PollHint, ProjectDep
 from prepshelf.api.idempotency import IdempotentRoute
-from prepshelf.api.routes.store_files import check_model
-from prepshelf.api.routes.vector_stores import load_store
 from prepshelf.api.schemas import FileBatchCreate
+from prepshelf.api.stores import check_model, load_store
 from prepshelf.api.views import batch_object, list_object, vector_store_file_object
 from prepshelf.errors import NotFoundError
 from prepshelf.ids import new_batch_id

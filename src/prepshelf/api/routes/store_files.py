@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query, Request
 from prepshelf.api.chunking import resolve_chunking
 from prepshelf.api.deps import ConnDep, PageDep, PollHint, ProjectDep
 from prepshelf.api.idempotency import IdempotentRoute
-from prepshelf.api.routes.vector_stores import load_store
 from prepshelf.api.schemas import VectorStoreFileCreate, VectorStoreFileUpdate
+from prepshelf.api.stores import check_model, load_store
 from prepshelf.api.views import list_object, vector_store_file_object
-from prepshelf.errors import ConflictError, NotFoundError
+from prepshelf.errors import NotFoundError
 from prepshelf.jobs.cancel import cancel_jobs_of_file
 from prepshelf.jobs.enqueue import AttachItem, attach_files
 from prepshelf.store import chunks as chunks_db
@@ -25,16 +25,6 @@ router = APIRouter(
 )
 
 StatusFilter = Literal["in_progress", "completed", "failed", "cancelled"]
-
-
-def check_model(request: Request, store: dict[str, Any]) -> None:
-    model = request.app.state.model_info.model_id
-    if store["embedding_model"] != model:
-        raise ConflictError(
-            f"Vector store {store['id']} was built with {store['embedding_model']}; "
-            f"this server embeds with {model}",
-            param="vector_store_id",
-        )
 
 
 async def _load_file(conn: Any, store_id: str, file_id: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from prepshelf.api.chunking import resolve_chunking
 from prepshelf.api.deps import ConnDep, PageDep, PollHint, ProjectDep
 from prepshelf.api.idempotency import IdempotentRoute
 from prepshelf.api.schemas import SearchRequest, VectorStoreCreate, VectorStoreUpdate
+from prepshelf.api.stores import load_store
 from prepshelf.api.views import list_object, vector_store_object
 from prepshelf.errors import InvalidRequestError, NotFoundError
 from prepshelf.ids import new_vector_store_id
@@ -24,13 +25,6 @@ from prepshelf.store import vector_stores as stores_db
 from prepshelf.store.hybrid import HybridWeights
 
 router = APIRouter(prefix="/v1/vector_stores", tags=["vector_stores"], route_class=IdempotentRoute)
-
-
-async def load_store(conn: Any, project: str, store_id: str) -> dict[str, Any]:
-    row = await stores_db.get_store(conn, project_id=project, store_id=store_id)
-    if row is None:
-        raise NotFoundError(f"No such vector store: {store_id}", param="vector_store_id")
-    return row
 
 
 def _now() -> datetime:
