@@ -4,7 +4,8 @@ The sandbox child writes members to a staging folder under the data dir (numbere
 member names); this process copies each into blob storage at `files/<child id>`, then one
 transaction adds the child file rows, their store files and jobs (same store, batch, chunking
 strategy and attributes) and moves the archive's job to stage 'members', where it waits.
-`store/archives.py` finishes the archive when its last member finishes.
+The last member to finish finishes the archive in its own transaction (`store/archives.py`
+decides how, `store/jobs.py` carries it out).
 """
 
 from __future__ import annotations
