@@ -20,6 +20,7 @@ from prepshelf.settings import Settings
 from prepshelf.store.blobs import LocalBlobStore
 from prepshelf.store.blobs_s3 import S3BlobStore
 from prepshelf.store.db import open_pool
+from support.postgres import sql
 from support.s3 import MotoServer
 
 T = TypeVar("T")
@@ -35,12 +36,6 @@ def run(database_url: str, step: Callable[[Any], Awaitable[T]]) -> T:
             return await step(conn)
 
     return asyncio.run(main())
-
-
-def sql(database_url: str, query: str, args: list[Any] | None = None) -> list[dict[str, Any]]:
-    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-        cur = conn.execute(query, args or [])
-        return cur.fetchall() if cur.description else []
 
 
 def _store(database_url: str, store_id: str, expires_in_s: float | None) -> None:

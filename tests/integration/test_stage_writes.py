@@ -11,15 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from prepshelf.domain.jobs import JobAttempt
 from prepshelf.jobs.stage_clock import StageClock
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store.db import open_pool
+from support.postgres import sql
 from support.service import Service
 from support.sse import events
 
@@ -38,26 +37,20 @@ def service(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield svc
 
 
-def _sql(database_url: str, query: str, args: list[Any] | None = None) -> list[dict[str, Any]]:
-    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-        cur = conn.execute(query, args or [])
-        return cur.fetchall() if cur.description else []
-
-
 def _running_job(database_url: str, name: str) -> str:
     """A claimed ingest job (running, no stage yet) of a file in store `vs_clock`."""
-    _sql(
+    sql(
         database_url,
         """INSERT INTO vector_stores (id, project_id, embedding_model, dimensions)
            VALUES ('vs_clock', 'proj-clock', 'm', 384) ON CONFLICT DO NOTHING""",
     )
-    _sql(
+    sql(
         database_url,
         """INSERT INTO files (id, project_id, filename, purpose, bytes, sha256, blob_key)
            VALUES (%s, 'proj-clock', %s, 'assistants', 1, %s, %s)""",
         [f"file-{name}", f"{name}.txt", name, f"files/file-{name}"],
     )
-    _sql(
+    sql(
         database_url,
         """INSERT INTO jobs (id, project_id, kind, status, attempts, worker, started_at,
                              vector_store_id, file_id)
@@ -65,7 +58,7 @@ def _running_job(database_url: str, name: str) -> str:
                    'vs_clock', %s)""",
         [f"job-{name}", f"file-{name}"],
     )
-    _sql(
+    sql(
         database_url,
         """INSERT INTO vector_store_files (vector_store_id, file_id, job_id, status,
                                            chunking_strategy)
@@ -76,11 +69,11 @@ def _running_job(database_url: str, name: str) -> str:
 
 
 def _row(database_url: str, job_id: str) -> dict[str, Any]:
-    return _sql(database_url, "SELECT * FROM jobs WHERE id = %s", [job_id])[0]
+    return sql(database_url, "SELECT * FROM jobs WHERE id = %s", [job_id])[0]
 
 
 def _stage_events(database_url: str, job_id: str) -> list[str]:
-    rows = _sql(
+    rows = sql(
         database_url,
         "SELECT data->>'stage' AS stage FROM job_events WHERE job_id = %s AND type = 'job.stage'"
         " ORDER BY id",

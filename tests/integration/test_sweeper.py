@@ -6,24 +6,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
-import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from prepshelf.jobs.queue import build_app, defer_ingest_jobs
 from prepshelf.jobs.sweeper import sweep
 from prepshelf.settings import Settings
 from prepshelf.store.db import open_pool
+from support.postgres import sql
 
 MAX_ATTEMPTS = 3
-
-
-def sql(database_url: str, query: str, args: list[Any] | None = None) -> list[dict[str, Any]]:
-    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
-        cur = conn.execute(query, args or [])
-        return cur.fetchall() if cur.description else []
 
 
 def _job(database_url: str, name: str, *, attempts: int, stage: str | None = "embedding") -> None:

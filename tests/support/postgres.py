@@ -9,14 +9,23 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.conninfo import make_conninfo
+from psycopg.rows import dict_row
 
 from prepshelf.embedded import EmbeddedPostgres
 from prepshelf.store.migrate import apply_migrations
 
 TEMPLATE = "prepshelf_template"
+
+
+def sql(database_url: str, query: str, args: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Run one statement on its own autocommit connection; its rows, if it returns any."""
+    with psycopg.connect(database_url, autocommit=True, row_factory=dict_row) as conn:
+        cur = conn.execute(query, args or [])
+        return cur.fetchall() if cur.description else []
 
 
 class TestPostgres:
