@@ -133,27 +133,36 @@ def test_bad_archives_fail_with_precise_reasons(service: Service, tmp_path: Path
     assert service.http().get("/readyz").status_code == 200
 
 
-def test_cancelling_an_archive_cancels_its_members(service: Service, tmp_path: Path) -> None:
+def _expanding_archive(
+    service: Service, tmp_path: Path, store: str
+) -> tuple[Any, Any, Any, dict[str, Any] | None]:
+    """A 12-member ZIP attached to a new store, returned once its members exist or once the
+    archive has ended: (client, store, uploaded file, the archive's row if it ended first)."""
     big = tmp_path / "many.zip"
     with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as zf:
         for i in range(12):
             zf.writestr(f"part-{i}.txt", f"section {i}: " + "harbour tides and cargo. " * 400)
     client = service.openai()
-    vs = client.vector_stores.create(name="cancel")
+    vs = client.vector_stores.create(name=store)
     with big.open("rb") as fh:
         uploaded = client.files.create(file=fh, purpose="assistants")
     client.vector_stores.files.create(vector_store_id=vs.id, file_id=uploaded.id)
-    http = service.http()
-    job_id = None
-    for _ in range(600):  # wait until expanded (members exist), then cancel the archive's job
+    for _ in range(600):
         rows = _store_rows(service, vs.id)
         if len(rows) > 1:
-            job_id = _job_of(service, vs.id, uploaded.id)
-            break
+            return client, vs, uploaded, None
         if rows["many.zip"]["status"] != "in_progress":
-            pytest.fail(f"archive ended before expansion was seen: {rows['many.zip']}")
+            return client, vs, uploaded, rows["many.zip"]
         time.sleep(0.1)
-    assert job_id is not None
+    pytest.fail("the archive was never expanded")
+
+
+def test_cancelling_an_archive_cancels_its_members(service: Service, tmp_path: Path) -> None:
+    client, vs, uploaded, ended = _expanding_archive(service, tmp_path, "cancel")
+    if ended is not None:
+        pytest.fail(f"archive ended before expansion was seen: {ended}")
+    http = service.http()
+    job_id = _job_of(service, vs.id, uploaded.id)
     assert http.post(f"/v1/jobs/{job_id}/cancel").status_code == 200
     final = _poll_final(client, vs.id, uploaded.id)
     assert final.status == "cancelled"
@@ -192,19 +201,7 @@ def test_cancelling_an_archive_while_a_member_finishes_does_not_deadlock(
     finishing member: it holds every unfinished member, lets cancel queue up behind it, then
     takes the archive's rows as the member's finish does.
     """
-    big = tmp_path / "many.zip"
-    with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as zf:
-        for i in range(12):
-            zf.writestr(f"part-{i}.txt", f"section {i}: " + "harbour tides and cargo. " * 400)
-    client = service.openai()
-    vs = client.vector_stores.create(name="cancel-race")
-    with big.open("rb") as fh:
-        uploaded = client.files.create(file=fh, purpose="assistants")
-    client.vector_stores.files.create(vector_store_id=vs.id, file_id=uploaded.id)
-    for _ in range(600):
-        if len(_store_rows(service, vs.id)) > 1:
-            break
-        time.sleep(0.1)
+    client, vs, uploaded, _ = _expanding_archive(service, tmp_path, "cancel-race")
     archive_job = _job_of(service, vs.id, uploaded.id)
 
     outcome: dict[str, Any] = {}

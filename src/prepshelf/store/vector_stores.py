@@ -375,12 +375,3 @@ def ingest_source_sql(store_id: str, file_id: str, job_id: str) -> str:
 
 def ingest_source(row: dict[str, Any]) -> IngestSource:
     return IngestSource(**{f: row[f] for f in IngestSource.__dataclass_fields__})
-
-
-async def get_ingest_source(
-    conn: AsyncConnection[Any], *, store_id: str, file_id: str, job_id: str
-) -> IngestSource | None:
-    """None when the file left the store or another job serves it now."""
-    cur = await conn.execute(ingest_source_sql("%s", "%s", "%s"), [store_id, file_id, job_id])
-    row = await cur.fetchone()
-    return None if row is None else ingest_source(row)
