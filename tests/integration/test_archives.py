@@ -41,7 +41,7 @@ def _store_rows(svc: Service, store_id: str) -> dict[str, dict[str, Any]]:
     with svc.db() as db:
         rows = db.execute(
             """SELECT f.id, f.filename, f.parent_file_id, f.archive_depth, vsf.status,
-                      vsf.last_error, vsf.batch_id, vsf.attributes, j.result, j.error
+                      vsf.last_error, vsf.file_batch_id, vsf.attributes, j.result, j.error
                FROM vector_store_files vsf JOIN files f ON f.id = vsf.file_id
                LEFT JOIN jobs j ON j.id = vsf.job_id
                WHERE vsf.vector_store_id = %s""",
@@ -68,7 +68,7 @@ def test_good_archives_expand_and_complete(service: Service, tmp_path: Path) -> 
     assert "Übersicht/Seige_of_Vicksburg_Sample_OCR.pdf" in members
     assert members["blank.txt"]["status"] == "failed"
     assert all(r["status"] == "completed" for n, r in members.items() if n != "blank.txt")
-    assert all(r["batch_id"] == batch.id and r["archive_depth"] == 1 for r in members.values())
+    assert all(r["file_batch_id"] == batch.id and r["archive_depth"] == 1 for r in members.values())
 
     # Counting: archives and members alike, exact, nothing left in progress.
     counts = batch.file_counts

@@ -1,8 +1,10 @@
-"""Migration 0072: a job's parent is typed (file batch or /v1/batches batch), never both.
+"""Migrations 0072 and 0074: a job's parent is typed (file batch or /v1/batches batch), never
+both, and a vector-store file names its file batch by the same word.
 
-A database written before 0072 (file-batch ids in `jobs.batch_id`, checkpoint counters named
-`batches_*`) is migrated in place: its file-batch jobs stay findable, the events of its jobs
-keep their file-batch scope, and the new keys and check hold for rows written afterwards.
+A database written before 0072 (file-batch ids in `jobs.batch_id` and
+`vector_store_files.batch_id`, checkpoint counters named `batches_*`) is migrated in place: its
+file-batch jobs and files stay findable, the events of its jobs keep their file-batch scope, and
+the new keys and check hold for rows written afterwards.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ def old_database(postgres: pg_support.TestPostgres) -> Iterator[str]:
         )
         conn.execute("INSERT INTO file_batches (id, vector_store_id) VALUES ('vsfb_kept', 'vs_1')")
         conn.execute(
+            """INSERT INTO files (id, project_id, filename, purpose, bytes, sha256, blob_key)
+               VALUES ('file-1', 'proj_1', 'a.txt', 'assistants', 1, 'x', 'files/file-1')"""
+        )
+        conn.execute(
             """INSERT INTO batches (id, project_id, endpoint, input_file_id, completion_window,
                                     status, job_id, expires_at)
                VALUES ('batch_1', 'proj_1', '/v1/embeddings', 'file-in', '24h', 'completed',
@@ -53,6 +59,11 @@ def old_database(postgres: pg_support.TestPostgres) -> Iterator[str]:
                        'vsfb_gone', 0, 0),
                       ('job_embed', 'proj_1', 'embed_batch', 'succeeded', NULL, NULL,
                        'batch_1', 2, 0)"""
+        )
+        conn.execute(
+            """INSERT INTO vector_store_files (vector_store_id, file_id, batch_id, job_id, status,
+                                               attributes, chunking_strategy)
+               VALUES ('vs_1', 'file-1', 'vsfb_kept', 'job_ingest', 'in_progress', '{}', '{}')"""
         )
     assert migrate.apply_migrations(url) == [m[1] for m in everything() if m[0] >= BEFORE]
     yield url
@@ -78,6 +89,21 @@ def test_file_batch_ids_moved_and_counters_renamed(old_database: str) -> None:
     assert (ingest["checkpoints_embedded"], ingest["checkpoints_reused"]) == (3, 1)
     assert embed["checkpoints_embedded"] == 2
     assert "batches_embedded" not in ingest and "batches_reused" not in ingest
+
+
+def test_store_file_keeps_its_file_batch_under_the_new_name(old_database: str) -> None:
+    with _db(old_database) as conn:
+        row = conn.execute("SELECT * FROM vector_store_files WHERE file_id = 'file-1'").fetchone()
+        again = next(m[2] for m in migrate._migration_files() if m[0] == 74)
+        conn.execute(again)  # a second run finds nothing to rename
+        indexes = {
+            r["indexname"]
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'vector_store_files'"
+            ).fetchall()
+        }
+    assert row is not None and row["file_batch_id"] == "vsfb_kept" and "batch_id" not in row
+    assert "vector_store_files_file_batch" in indexes
 
 
 def test_migration_runs_twice_unchanged(old_database: str) -> None:

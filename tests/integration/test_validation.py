@@ -8,7 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from prepshelf.api.upload import content_disposition, safe_filename
+from prepshelf.api.upload import content_disposition
+from prepshelf.domain.files import safe_filename
 from prepshelf.keys_cli import is_loopback
 from support.service import Service
 

@@ -9,27 +9,20 @@ from fastapi import Request
 
 from prepshelf.api.chunking import resolve_chunking
 from prepshelf.api.schedule_schemas import SourceSyncParams
+from prepshelf.api.stores import check_model, load_store
 from prepshelf.domain.evals import Eval
 from prepshelf.domain.schedules import SyncParams
-from prepshelf.errors import ConflictError, NotFoundError
+from prepshelf.domain.vector_stores import VectorStore
+from prepshelf.errors import NotFoundError
 from prepshelf.store import evals as evals_db
-from prepshelf.store import vector_stores as stores_db
 from prepshelf.store.sources import resolve_source
 
 
 async def checked_store(
     conn: Any, request: Request, project: str, store_id: str, *, param: str
-) -> dict[str, Any]:
-    store = await stores_db.get_store(conn, project_id=project, store_id=store_id)
-    if store is None:
-        raise NotFoundError(f"No such vector store: {store_id}", param=param)
-    model = request.app.state.model_info.model_id
-    if store["embedding_model"] != model:
-        raise ConflictError(
-            f"Vector store {store_id} was built with {store['embedding_model']}; "
-            f"this server embeds with {model}",
-            param=param,
-        )
+) -> VectorStore:
+    store = await load_store(conn, project, store_id, param=param)
+    check_model(request, store, param=param)
     return store
 
 

@@ -263,17 +263,6 @@ def _too_large(max_bytes: int) -> str:
     return f"File is larger than the upload limit of {max_bytes} bytes"
 
 
-def safe_filename(name: str) -> str:
-    """The name we store: base name only, printable characters only, at most 255 characters.
-
-    It is only ever a label (blobs are stored under the file id), but it reaches headers,
-    logs and dashboards, so path parts, control and bidi characters are dropped.
-    """
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = "".join(ch for ch in base if ch.isprintable()).strip()
-    return cleaned[:255] if cleaned not in ("", ".", "..") else "upload"
-
-
 def content_disposition(filename: str) -> str:
     """`attachment` with an ASCII fallback and the exact name as RFC 5987 `filename*`."""
     fallback = "".join(

@@ -7,7 +7,8 @@ expired or cancelled (through cancelling). These are the columns the worker read
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from datetime import datetime
+from typing import Any, Literal
 
 BatchStatus = Literal[
     "validating",
@@ -25,12 +26,36 @@ StopReason = Literal["cancelled", "expired"]
 
 @dataclass(frozen=True)
 class Batch:
+    """A batch's row: what `/v1/batches` shows, and what its worker reads."""
+
     id: str
     project_id: str
+    endpoint: str  # the URL every request line names
     input_file_id: str
+    completion_window: str
     status: BatchStatus
     job_id: str
-    endpoint: str = "/v1/embeddings"  # the URL every request line names
+    model: str | None  # set from the first line that names one
+    metadata: dict[str, str] | None
+    errors: dict[str, Any] | None  # validation's errors, as OpenAI's {"object": "list", …}
+    output_file_id: str | None
+    error_file_id: str | None
+    # Request counts and token usage, added as slices finish.
+    total: int
+    completed: int
+    failed: int
+    input_tokens: int
+    output_tokens: int
+    # Each status stamps its own time.
+    created_at: datetime
+    expires_at: datetime
+    in_progress_at: datetime | None
+    finalizing_at: datetime | None
+    completed_at: datetime | None
+    failed_at: datetime | None
+    expired_at: datetime | None
+    cancelling_at: datetime | None
+    cancelled_at: datetime | None
 
 
 @dataclass(frozen=True)

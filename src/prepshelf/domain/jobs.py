@@ -1,9 +1,11 @@
-"""What any job is to the transitions every kind shares, and the ingest job as claimed."""
+"""What a job is: as `/v1/jobs` shows it, to the transitions every kind shares, and the
+ingest job as claimed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
 
 class JobRef(Protocol):
@@ -55,3 +57,44 @@ class IngestJob:
     worker: str | None
     stage: str | None  # where an earlier attempt stopped; None before the first
     chunks_stored: bool  # an earlier attempt stored every chunk: embedding resumes
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as `/v1/jobs` shows it: the visible twin of one procrastinate job.
+
+    Its parent, if any, is a vector-store file batch (`file_batch_id`, ingest jobs) or a
+    /v1/batches batch (`batch_id`), never both (a CHECK in migration 0072)."""
+
+    id: str
+    project_id: str
+    kind: str  # ingest_file, embed_batch, eval_run, source_sync, …
+    status: str  # queued, running, succeeded, failed, cancelled
+    stage: str | None
+    progress_done: int
+    progress_total: int | None
+    progress_unit: str | None
+    attempts: int
+    attempt_log: list[dict[str, Any]]
+    error: dict[str, Any] | None
+    result: dict[str, Any] | None  # an archive: its members; a scan: what OCR did
+    worker: str | None
+    heartbeat_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    stage_durations: dict[str, float]
+    checkpoints_embedded: int
+    checkpoints_reused: int
+    embeddings_computed: int
+    embeddings_cached: int
+    cancel_requested: bool
+    vector_store_id: str | None
+    file_id: str | None
+    file_batch_id: str | None
+    batch_id: str | None
+    # Runs of schedules and evals: what started them, and with which parameters.
+    schedule_id: str | None
+    scheduled_for: datetime | None
+    eval_run_id: str | None
+    params: dict[str, Any] | None

@@ -40,5 +40,5 @@ async def cancel_jobs_of_store(
 async def cancel_batch_jobs(
     app: procrastinate.App, conn: AsyncConnection[Any], *, batch_id: str
 ) -> None:
-    job_ids = await file_batches_db.in_progress_job_ids_of_file_batch(conn, batch_id=batch_id)
+    job_ids = await file_batches_db.in_progress_job_ids_of_file_batch(conn, file_batch_id=batch_id)
     await cancel_jobs(app, conn, job_ids)

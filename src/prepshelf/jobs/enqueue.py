@@ -57,7 +57,7 @@ async def attach_files(
     run = [fid for fid in ids if fid not in keep]
     if keep and file_batch_id:
         await vector_stores_db.set_store_files_batch(
-            conn, store_id=store_id, file_ids=keep, batch_id=file_batch_id
+            conn, store_id=store_id, file_ids=keep, file_batch_id=file_batch_id
         )
     if not run:
         return
@@ -76,7 +76,7 @@ async def attach_files(
     await vector_stores_db.start_store_files(
         conn,
         store_id=store_id,
-        batch_id=file_batch_id,
+        file_batch_id=file_batch_id,
         files=[
             NewStoreFile(
                 file_id=fid,

@@ -24,6 +24,7 @@ import numpy as np
 import psycopg
 
 from prepshelf.domain.evals import EvalRun, Question, TestingCriterion
+from prepshelf.domain.vector_stores import VectorStore
 from prepshelf.errors import InvalidRequestError
 from prepshelf.ids import new_output_item_id
 from prepshelf.jobs.runs import RunCancelled, RunContext, RunFailed
@@ -100,10 +101,10 @@ async def run_eval(ctx: RunContext) -> None:
         )
         if store is None:
             raise RunFailed(f"vector store {run.vector_store_id} no longer exists")
-        if store.get("expired_at") is not None:
-            raise RunFailed(f"vector store {store['id']} has expired")
+        if store.expired_at is not None:
+            raise RunFailed(f"vector store {store.id} has expired")
         questions = await evals_db.questions(conn, eval_id=run.eval_id)
-        files, fingerprint = await evals_db.store_snapshot(conn, store_id=store["id"])
+        files, fingerprint = await evals_db.store_snapshot(conn, store_id=store.id)
         done = await eval_runs_db.done_items(conn, run_id=run.id)
     settings = resolve(run.testing_criteria, res.settings)
     embedder = f"{res.settings.embedder}:{res.settings.local_backend}"
@@ -111,10 +112,10 @@ async def run_eval(ctx: RunContext) -> None:
         await eval_runs_db.start_run(
             conn,
             run_id=run.id,
-            embedding_model=store["embedding_model"],
+            embedding_model=store.embedding_model,
             store_files=files,
             store_fingerprint=fingerprint,
-            settings_fingerprint=settings_fingerprint(settings, store["embedding_model"], embedder),
+            settings_fingerprint=settings_fingerprint(settings, store.embedding_model, embedder),
             testing_criteria=tuple(s.criterion for s in settings),
         )
     await ctx.enter("searching", total=len(questions), unit="questions")
@@ -134,21 +135,21 @@ async def run_eval(ctx: RunContext) -> None:
 
 
 async def _item(
-    ctx: RunContext, store: dict[str, Any], settings: list[_Setting], question: Question
+    ctx: RunContext, store: VectorStore, settings: list[_Setting], question: Question
 ) -> tuple[str, int, str, list[dict[str, Any]]]:
     """Search one question with every setting; (item id, item_no, status, results)."""
     res = ctx.res
     vector, embed_ms = await asyncio.to_thread(_embed, ctx, question.question)
     results: list[dict[str, Any]] = []
     async with res.pool.connection() as conn:
-        relevant = await evals_db.relevant_in_store(conn, store_id=store["id"], question=question)
+        relevant = await evals_db.relevant_in_store(conn, store_id=store.id, question=question)
         for setting in settings:
             started = time.perf_counter()
             try:
                 hits = await hybrid_db.search(
                     conn,
-                    store_id=store["id"],
-                    dimensions=store["dimensions"],
+                    store_id=store.id,
+                    dimensions=store.dimensions,
                     query=question.question,
                     query_vector=vector,
                     limit=SEARCH_DEPTH,

@@ -179,7 +179,7 @@ async def _attach_members(
                 )
                 for fid, *_ in children
             ],
-            file_batch_id=vsf.batch_id,
+            file_batch_id=vsf.file_batch_id,
         )
         await jobs_db.start_waiting_for_members(
             conn, job_id=job.id, members=len(children), result=summary

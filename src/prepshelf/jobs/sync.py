@@ -93,9 +93,9 @@ async def run_sync(ctx: RunContext) -> None:
     if store is None:
         raise RunFailed(f"vector store {params.vector_store_id} no longer exists")
     model = embedder_model_info(res.settings).model_id
-    if store["embedding_model"] != model:
+    if store.embedding_model != model:
         raise RunFailed(
-            f"vector store {store['id']} was built with {store['embedding_model']}; "
+            f"vector store {store.id} was built with {store.embedding_model}; "
             f"the workers embed with {model}"
         )
     await ctx.enter("listing")
@@ -298,7 +298,9 @@ async def _commit(
                     blob_key=f"files/{c.file_id}",
                 )
             if batch_id is not None:
-                await file_batches_db.create_file_batch(conn, batch_id=batch_id, store_id=store_id)
+                await file_batches_db.create_file_batch(
+                    conn, file_batch_id=batch_id, store_id=store_id
+                )
                 await attach_files(
                     ctx.app,
                     conn,
@@ -349,7 +351,7 @@ async def _settle(ctx: RunContext, params: SyncParams) -> None:
             await _cancel_batch(ctx, report.file_batch_id)
             raise RunCancelled(report.to_json())
         batch = await syncs_db.batch_versions(
-            conn, store_id=store_id, batch_id=report.file_batch_id
+            conn, store_id=store_id, file_batch_id=report.file_batch_id
         )
         mine = await syncs_db.synced_versions(conn, store_id=store_id, source_uri=report.source)
         done = sum(1 for v in batch if v.status != "in_progress")
@@ -381,7 +383,7 @@ async def _cancel_batch(ctx: RunContext, batch_id: str) -> None:
         job_ids = [
             v.job_id
             for v in await syncs_db.batch_versions(
-                conn, store_id=str(ctx.job.vector_store_id), batch_id=batch_id
+                conn, store_id=str(ctx.job.vector_store_id), file_batch_id=batch_id
             )
             if v.status == "in_progress" and v.job_id
         ]

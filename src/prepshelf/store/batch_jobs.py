@@ -21,8 +21,10 @@ def _batch_job(row: dict[str, Any]) -> BatchJob:
 
 
 async def get(conn: Conn, *, job_id: str) -> BatchJob | None:
-    row = await job_readouts.get_job(conn, job_id=job_id)
-    return _batch_job(row) if row else None
+    job = await job_readouts.get_job(conn, job_id=job_id)
+    if job is None:
+        return None
+    return BatchJob(id=job.id, status=job.status, attempts=job.attempts, worker=job.worker)
 
 
 async def claim(conn: Conn, *, job_id: str, worker: str) -> BatchJob | None:

@@ -14,8 +14,12 @@ from psycopg.types.json import Jsonb
 from prepshelf.domain.batches import Batch, StopState
 from prepshelf.store import files as files_db
 from prepshelf.store.pages import Page, PageRequest, fetch_page
+from prepshelf.store.rows import typed
 
-Row = dict[str, Any]
+
+def _batch(row: Any) -> Batch:
+    return typed(Batch, row)
+
 
 FINAL = ("failed", "completed", "expired", "cancelled")
 _STAMP = {
@@ -40,7 +44,7 @@ async def insert_batch(
     window_s: float,
     metadata: dict[str, str] | None,
     job_id: str,
-) -> Row:
+) -> Batch:
     cur = await conn.execute(
         """INSERT INTO batches (id, project_id, endpoint, input_file_id, completion_window,
                                 status, metadata, job_id, expires_at)
@@ -60,37 +64,29 @@ async def insert_batch(
     )
     row = await cur.fetchone()
     assert row is not None
-    return row
+    return _batch(row)
 
 
 async def get_batch(
     conn: AsyncConnection[Any], *, batch_id: str, project_id: str | None = None
-) -> Row | None:
+) -> Batch | None:
     query, args = "SELECT * FROM batches WHERE id = %s", [batch_id]
     if project_id is not None:
         query += " AND project_id = %s"
         args.append(project_id)
-    return await (await conn.execute(query, args)).fetchone()
+    row = await (await conn.execute(query, args)).fetchone()
+    return _batch(row) if row else None
 
 
 async def get_batch_of_job(conn: AsyncConnection[Any], *, job_id: str) -> Batch | None:
     row = await (await conn.execute("SELECT * FROM batches WHERE job_id = %s", [job_id])).fetchone()
-    if row is None:
-        return None
-    return Batch(
-        id=row["id"],
-        project_id=row["project_id"],
-        input_file_id=row["input_file_id"],
-        status=row["status"],
-        job_id=row["job_id"],
-        endpoint=row["endpoint"],
-    )
+    return _batch(row) if row else None
 
 
 async def input_blob_key(conn: AsyncConnection[Any], *, batch: Batch) -> str | None:
     """Where the batch's input file lies; None once the file was deleted."""
-    row = await files_db.get_file(conn, project_id=batch.project_id, file_id=batch.input_file_id)
-    return row["blob_key"] if row else None
+    file = await files_db.get_file(conn, project_id=batch.project_id, file_id=batch.input_file_id)
+    return file.blob_key if file else None
 
 
 async def stop_state(conn: AsyncConnection[Any], *, batch_id: str, job_id: str) -> StopState | None:
@@ -110,8 +106,10 @@ async def stop_state(conn: AsyncConnection[Any], *, batch_id: str, job_id: str) 
     )
 
 
-async def list_batches(conn: AsyncConnection[Any], *, project_id: str, page: PageRequest) -> Page:
-    return await fetch_page(
+async def list_batches(
+    conn: AsyncConnection[Any], *, project_id: str, page: PageRequest
+) -> Page[Batch]:
+    result = await fetch_page(
         conn,
         select="SELECT * FROM batches",
         where="project_id = %s",
@@ -122,6 +120,7 @@ async def list_batches(conn: AsyncConnection[Any], *, project_id: str, page: Pag
         cursor_params=[project_id],
         page=page,
     )
+    return result.map(_batch)
 
 
 async def request_cancel(conn: AsyncConnection[Any], *, batch_id: str) -> None:

@@ -106,7 +106,8 @@ async def scope_finished(conn: AsyncConnection[Any], *, scope: Scope, value: str
         row = await (
             await conn.execute(
                 """SELECT NOT EXISTS (SELECT 1 FROM vector_store_files
-                                      WHERE batch_id = %s AND status = 'in_progress') AS done""",
+                                      WHERE file_batch_id = %s AND status = 'in_progress')
+                   AS done""",
                 [value],
             )
         ).fetchone()

@@ -6,9 +6,9 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from prepshelf.domain.files import File
 from prepshelf.store.pages import Page, PageRequest, fetch_page
-
-Row = dict[str, Any]
+from prepshelf.store.rows import typed
 
 
 async def insert_file(
@@ -21,7 +21,7 @@ async def insert_file(
     size: int,
     sha256: str,
     blob_key: str,
-) -> Row:
+) -> File:
     cur = await conn.execute(
         """INSERT INTO files (id, project_id, filename, purpose, bytes, sha256, blob_key)
            VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING *""",
@@ -29,24 +29,25 @@ async def insert_file(
     )
     row = await cur.fetchone()
     assert row is not None
-    return row
+    return typed(File, row)
 
 
-async def get_file(conn: AsyncConnection[Any], *, project_id: str, file_id: str) -> Row | None:
+async def get_file(conn: AsyncConnection[Any], *, project_id: str, file_id: str) -> File | None:
     cur = await conn.execute(
         "SELECT * FROM files WHERE id = %s AND project_id = %s", [file_id, project_id]
     )
-    return await cur.fetchone()
+    row = await cur.fetchone()
+    return typed(File, row) if row else None
 
 
 async def list_files(
     conn: AsyncConnection[Any], *, project_id: str, purpose: str | None, page: PageRequest
-) -> Page:
+) -> Page[File]:
     where, params = "project_id = %s", [project_id]
     if purpose:
         where += " AND purpose = %s"
         params.append(purpose)
-    return await fetch_page(
+    result = await fetch_page(
         conn,
         select="SELECT * FROM files",
         where=where,
@@ -57,14 +58,16 @@ async def list_files(
         cursor_params=[project_id],
         page=page,
     )
+    return result.map(lambda row: typed(File, row))
 
 
-async def delete_file(conn: AsyncConnection[Any], *, project_id: str, file_id: str) -> Row | None:
+async def delete_file(conn: AsyncConnection[Any], *, project_id: str, file_id: str) -> File | None:
     """Delete the file; its store memberships and chunks go with it (ON DELETE CASCADE)."""
     cur = await conn.execute(
         "DELETE FROM files WHERE id = %s AND project_id = %s RETURNING *", [file_id, project_id]
     )
-    return await cur.fetchone()
+    row = await cur.fetchone()
+    return typed(File, row) if row else None
 
 
 async def existing_file_ids(

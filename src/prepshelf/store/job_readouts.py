@@ -8,9 +8,14 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from prepshelf.domain.jobs import Job
 from prepshelf.store.pages import Page, PageRequest, fetch_page
+from prepshelf.store.rows import typed
 
-Row = dict[str, Any]
+
+def job_of(row: Any) -> Job:
+    """A `SELECT *` row of jobs as the Job it is."""
+    return typed(Job, row)
 
 
 @dataclass(frozen=True)
@@ -58,13 +63,14 @@ async def count_by_status(conn: AsyncConnection[Any]) -> dict[str, int]:
 
 async def get_job(
     conn: AsyncConnection[Any], *, job_id: str, project_id: str | None = None
-) -> Row | None:
+) -> Job | None:
     query = "SELECT * FROM jobs WHERE id = %s"
     args: list[Any] = [job_id]
     if project_id is not None:
         query += " AND project_id = %s"
         args.append(project_id)
-    return await (await conn.execute(query, args)).fetchone()
+    row = await (await conn.execute(query, args)).fetchone()
+    return job_of(row) if row else None
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ class JobFilter:
 
 async def list_jobs(
     conn: AsyncConnection[Any], *, project_id: str, filters: JobFilter, page: PageRequest
-) -> Page:
+) -> Page[Job]:
     """A project's jobs, newest first by default, one cursor page at a time."""
     where: list[str] = ["project_id = %s"]
     params: list[Any] = [project_id]
@@ -103,7 +109,7 @@ async def list_jobs(
     if filters.batch_id is not None:
         where.append("(batch_id = %s OR file_batch_id = %s)")
         params += [filters.batch_id, filters.batch_id]
-    return await fetch_page(
+    result = await fetch_page(
         conn,
         select="SELECT * FROM jobs",
         where=" AND ".join(where),
@@ -114,3 +120,4 @@ async def list_jobs(
         cursor_params=[project_id],
         page=page,
     )
+    return result.map(job_of)

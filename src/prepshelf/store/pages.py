@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from psycopg import AsyncConnection
 
 from prepshelf.errors import InvalidRequestError
 
 Order = Literal["asc", "desc"]
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 @dataclass(frozen=True)
@@ -21,9 +24,13 @@ class PageRequest:
 
 
 @dataclass(frozen=True)
-class Page:
-    rows: list[dict[str, Any]]
+class Page(Generic[T]):
+    rows: list[T]
     has_more: bool
+
+    def map(self, typed: Callable[[T], U]) -> Page[U]:
+        """The same page with each row made into its typed object."""
+        return Page(rows=[typed(r) for r in self.rows], has_more=self.has_more)
 
 
 async def fetch_page(
@@ -37,7 +44,7 @@ async def fetch_page(
     cursor_lookup: str,
     cursor_params: list[Any],
     page: PageRequest,
-) -> Page:
+) -> Page[dict[str, Any]]:
     """Run `select … WHERE where` one page at a time, keyed on (key_created, key_id).
 
     `cursor_lookup` returns (created_at) for the object named by a cursor among the rows the

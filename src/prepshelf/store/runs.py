@@ -10,8 +10,10 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from prepshelf.domain.jobs import Job
 from prepshelf.domain.runs import RunJob
 from prepshelf.store import jobs as jobs_db
+from prepshelf.store.job_readouts import job_of
 from prepshelf.store.pages import Page, PageRequest, fetch_page
 
 Conn = AsyncConnection[Any]
@@ -146,9 +148,9 @@ async def release(conn: Conn, *, job: RunJob, reason: str, error: dict[str, Any]
     await jobs_db.release_job(conn, job=job, reason=reason, error=error)
 
 
-async def list_schedule_runs(conn: Conn, *, schedule_id: str, page: PageRequest) -> Page:
-    """The schedule's runs as job rows (rendered by the /v1/jobs view)."""
-    return await fetch_page(
+async def list_schedule_runs(conn: Conn, *, schedule_id: str, page: PageRequest) -> Page[Job]:
+    """The schedule's runs as jobs (rendered by the /v1/jobs view)."""
+    result = await fetch_page(
         conn,
         select="SELECT * FROM jobs",
         where="schedule_id = %s",
@@ -159,3 +161,4 @@ async def list_schedule_runs(conn: Conn, *, schedule_id: str, page: PageRequest)
         cursor_params=[schedule_id],
         page=page,
     )
+    return result.map(job_of)

@@ -28,7 +28,7 @@ class SyncedVersion:
     stamp: str | None
     status: str
     job_id: str | None
-    batch_id: str | None
+    file_batch_id: str | None
     last_error: dict[str, Any] | None
 
 
@@ -41,14 +41,14 @@ def _version(row: dict[str, Any]) -> SyncedVersion:
         stamp=attrs.get(SOURCE_VERSION),
         status=row["status"],
         job_id=row["job_id"],
-        batch_id=row["batch_id"],
+        file_batch_id=row["file_batch_id"],
         last_error=row["last_error"],
     )
 
 
 async def synced_versions(conn: Conn, *, store_id: str, source_uri: str) -> list[SyncedVersion]:
     cur = await conn.execute(
-        """SELECT file_id, attributes, status, job_id, batch_id, last_error
+        """SELECT file_id, attributes, status, job_id, file_batch_id, last_error
            FROM vector_store_files
            WHERE vector_store_id = %s AND attributes ->> %s = %s
            ORDER BY created_at, file_id""",
@@ -57,12 +57,12 @@ async def synced_versions(conn: Conn, *, store_id: str, source_uri: str) -> list
     return [_version(r) for r in await cur.fetchall()]
 
 
-async def batch_versions(conn: Conn, *, store_id: str, batch_id: str) -> list[SyncedVersion]:
+async def batch_versions(conn: Conn, *, store_id: str, file_batch_id: str) -> list[SyncedVersion]:
     """The files one sync run attached (its file batch), as they stand now."""
     cur = await conn.execute(
-        """SELECT file_id, attributes, status, job_id, batch_id, last_error
-           FROM vector_store_files WHERE vector_store_id = %s AND batch_id = %s""",
-        [store_id, batch_id],
+        """SELECT file_id, attributes, status, job_id, file_batch_id, last_error
+           FROM vector_store_files WHERE vector_store_id = %s AND file_batch_id = %s""",
+        [store_id, file_batch_id],
     )
     return [_version(r) for r in await cur.fetchall()]
 

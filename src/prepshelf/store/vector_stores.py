@@ -12,9 +12,9 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from prepshelf.domain.vector_stores import FileCounts, VectorStore, VectorStoreFile
 from prepshelf.store.pages import Page, PageRequest, fetch_page
-
-Row = dict[str, Any]
+from prepshelf.store.rows import typed
 
 # A set of vector_store_files rows counted by status, as OpenAI's file_counts.
 FILE_COUNTS = """
@@ -23,6 +23,16 @@ FILE_COUNTS = """
     count(*) FILTER (WHERE status = 'failed') AS failed,
     count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
     count(*) AS total"""
+
+
+def file_counts(row: Any) -> FileCounts:
+    """The counts a FILE_COUNTS select list put in the row."""
+    return typed(FileCounts, row)
+
+
+def _store(row: Any) -> VectorStore:
+    return typed(VectorStore, row, file_counts=file_counts(row))
+
 
 _STORE_SELECT = f"""
     SELECT vs.*, c.in_progress, c.completed, c.failed, c.cancelled, c.total, c.usage_bytes
@@ -66,15 +76,20 @@ async def create_store(
     )
 
 
-async def get_store(conn: AsyncConnection[Any], *, project_id: str, store_id: str) -> Row | None:
+async def get_store(
+    conn: AsyncConnection[Any], *, project_id: str, store_id: str
+) -> VectorStore | None:
     cur = await conn.execute(
         f"{_STORE_SELECT} WHERE vs.id = %s AND vs.project_id = %s", [store_id, project_id]
     )
-    return await cur.fetchone()
+    row = await cur.fetchone()
+    return _store(row) if row else None
 
 
-async def list_stores(conn: AsyncConnection[Any], *, project_id: str, page: PageRequest) -> Page:
-    return await fetch_page(
+async def list_stores(
+    conn: AsyncConnection[Any], *, project_id: str, page: PageRequest
+) -> Page[VectorStore]:
+    result = await fetch_page(
         conn,
         select=_STORE_SELECT,
         where="vs.project_id = %s",
@@ -85,6 +100,7 @@ async def list_stores(conn: AsyncConnection[Any], *, project_id: str, page: Page
         cursor_params=[project_id],
         page=page,
     )
+    return result.map(_store)
 
 
 async def update_store(
@@ -153,63 +169,43 @@ async def expire_due_stores(conn: AsyncConnection[Any]) -> list[str]:
 # --- files in a store ------------------------------------------------------------------
 
 _VSF_SELECT = """
-    SELECT vsf.*, f.filename, f.bytes AS file_bytes
+    SELECT vsf.*, f.filename
     FROM vector_store_files vsf JOIN files f ON f.id = vsf.file_id"""
 
 
-async def get_store_file(conn: AsyncConnection[Any], *, store_id: str, file_id: str) -> Row | None:
-    cur = await conn.execute(
-        f"{_VSF_SELECT} WHERE vsf.vector_store_id = %s AND vsf.file_id = %s", [store_id, file_id]
-    )
-    return await cur.fetchone()
+def _store_file(row: Any) -> VectorStoreFile:
+    return typed(VectorStoreFile, row)
 
 
-@dataclass(frozen=True)
-class Attachment:
-    """How a file sits in a store: what it was attached with and the job that serves it."""
-
-    batch_id: str | None
-    job_id: str | None  # the file's latest job
-    attributes: dict[str, Any]
-    chunking_strategy: dict[str, Any]
-
-
-async def get_attachment(
+async def get_store_file(
     conn: AsyncConnection[Any], *, store_id: str, file_id: str, job_id: str | None = None
-) -> Attachment | None:
-    """The file's attachment; with `job_id`, only while that job is still the file's latest."""
-    query = "SELECT * FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s"
+) -> VectorStoreFile | None:
+    """The file in the store; with `job_id`, only while that job is still the file's latest."""
+    query = f"{_VSF_SELECT} WHERE vsf.vector_store_id = %s AND vsf.file_id = %s"
     args = [store_id, file_id]
     if job_id is not None:
-        query += " AND job_id = %s"
+        query += " AND vsf.job_id = %s"
         args.append(job_id)
     row = await (await conn.execute(query, args)).fetchone()
-    if row is None:
-        return None
-    return Attachment(
-        batch_id=row["batch_id"],
-        job_id=row["job_id"],
-        attributes=row["attributes"],
-        chunking_strategy=row["chunking_strategy"],
-    )
+    return _store_file(row) if row else None
 
 
 async def list_store_files(
     conn: AsyncConnection[Any],
     *,
     store_id: str,
-    batch_id: str | None,
+    file_batch_id: str | None,
     status: str | None,
     page: PageRequest,
-) -> Page:
+) -> Page[VectorStoreFile]:
     where, params = "vsf.vector_store_id = %s", [store_id]
-    if batch_id:
-        where += " AND vsf.batch_id = %s"
-        params.append(batch_id)
+    if file_batch_id:
+        where += " AND vsf.file_batch_id = %s"
+        params.append(file_batch_id)
     if status:
         where += " AND vsf.status = %s"
         params.append(status)
-    return await fetch_page(
+    result = await fetch_page(
         conn,
         select=_VSF_SELECT,
         where=where,
@@ -222,6 +218,7 @@ async def list_store_files(
         cursor_params=[store_id],
         page=page,
     )
+    return result.map(_store_file)
 
 
 async def update_store_file_attributes(
@@ -234,15 +231,13 @@ async def update_store_file_attributes(
     return cur.rowcount == 1
 
 
-async def delete_store_file(
-    conn: AsyncConnection[Any], *, store_id: str, file_id: str
-) -> Row | None:
+async def delete_store_file(conn: AsyncConnection[Any], *, store_id: str, file_id: str) -> bool:
     """Remove the file from the store; its chunks leave search in the same statement."""
     cur = await conn.execute(
-        "DELETE FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s RETURNING *",
+        "DELETE FROM vector_store_files WHERE vector_store_id = %s AND file_id = %s",
         [store_id, file_id],
     )
-    return await cur.fetchone()
+    return cur.rowcount == 1
 
 
 @dataclass(frozen=True)
@@ -270,27 +265,32 @@ async def lock_store_file_statuses(
 
 
 async def set_store_files_batch(
-    conn: AsyncConnection[Any], *, store_id: str, file_ids: list[str], batch_id: str
+    conn: AsyncConnection[Any], *, store_id: str, file_ids: list[str], file_batch_id: str
 ) -> None:
     await conn.execute(
-        "UPDATE vector_store_files SET batch_id = %s "
+        "UPDATE vector_store_files SET file_batch_id = %s "
         "WHERE vector_store_id = %s AND file_id = ANY(%s)",
-        [batch_id, store_id, file_ids],
+        [file_batch_id, store_id, file_ids],
     )
 
 
 async def start_store_files(
-    conn: AsyncConnection[Any], *, store_id: str, batch_id: str | None, files: list[NewStoreFile]
+    conn: AsyncConnection[Any],
+    *,
+    store_id: str,
+    file_batch_id: str | None,
+    files: list[NewStoreFile],
 ) -> None:
     """Put the files in the store in progress; one already there starts over (no error, no
     usage, the new attributes and chunking strategy)."""
     async with conn.cursor() as cur:
         await cur.executemany(
-            """INSERT INTO vector_store_files (vector_store_id, file_id, batch_id, job_id, status,
+            """INSERT INTO vector_store_files (vector_store_id, file_id, file_batch_id, job_id,
+                                               status,
                                                attributes, chunking_strategy)
                VALUES (%s, %s, %s, %s, 'in_progress', %s, %s)
                ON CONFLICT (vector_store_id, file_id) DO UPDATE SET
-                   batch_id = EXCLUDED.batch_id, job_id = EXCLUDED.job_id,
+                   file_batch_id = EXCLUDED.file_batch_id, job_id = EXCLUDED.job_id,
                    status = 'in_progress', last_error = NULL, usage_bytes = 0,
                    attributes = EXCLUDED.attributes,
                    chunking_strategy = EXCLUDED.chunking_strategy""",
@@ -298,7 +298,7 @@ async def start_store_files(
                 (
                     store_id,
                     f.file_id,
-                    batch_id,
+                    file_batch_id,
                     f.job_id,
                     Jsonb(f.attributes),
                     Jsonb(f.chunking_strategy),
@@ -312,7 +312,7 @@ async def start_store_files(
 class StoreFileSettings:
     """What a store file's job was started with, inherited by an archive's members."""
 
-    batch_id: str | None
+    file_batch_id: str | None
     attributes: dict[str, Any]
     chunking_strategy: dict[str, Any]
 
@@ -324,7 +324,7 @@ async def lock_store_file_settings(
     the file left the store or another job serves it now."""
     row = await (
         await conn.execute(
-            """SELECT batch_id, attributes, chunking_strategy FROM vector_store_files
+            """SELECT file_batch_id, attributes, chunking_strategy FROM vector_store_files
                WHERE vector_store_id = %s AND file_id = %s AND job_id = %s FOR UPDATE""",
             [store_id, file_id, job_id],
         )
@@ -332,7 +332,7 @@ async def lock_store_file_settings(
     if row is None:
         return None
     return StoreFileSettings(
-        batch_id=row["batch_id"],
+        file_batch_id=row["file_batch_id"],
         attributes=row["attributes"],
         chunking_strategy=row["chunking_strategy"],
     )
@@ -374,4 +374,4 @@ def ingest_source_sql(store_id: str, file_id: str, job_id: str) -> str:
 
 
 def ingest_source(row: dict[str, Any]) -> IngestSource:
-    return IngestSource(**{f: row[f] for f in IngestSource.__dataclass_fields__})
+    return typed(IngestSource, row)

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from prepshelf.api.deps import ConnDep, PageDep, PollHint, ProjectDep
 from prepshelf.api.idempotency import IdempotentRoute
 from prepshelf.api.schemas import Metadata
-from prepshelf.api.views import list_object, ts
+from prepshelf.api.views import batch_object, list_object
+from prepshelf.domain.batches import Batch
 from prepshelf.domain.upstreams import Endpoint, UpstreamConfig
 from prepshelf.errors import ConflictError, InvalidRequestError, NotFoundError
 from prepshelf.ids import new_job_id
@@ -39,46 +40,6 @@ class BatchCreate(BaseModel):
     endpoint: str = Field(max_length=128)
     completion_window: Literal["24h"]
     metadata: Metadata | None = None
-
-
-def batch_view(row: dict[str, Any]) -> dict[str, Any]:
-    tokens, output = int(row["input_tokens"]), int(row["output_tokens"])
-    return {
-        "id": row["id"],
-        "object": "batch",
-        "endpoint": row["endpoint"],
-        "model": row["model"],
-        "errors": row["errors"],
-        "input_file_id": row["input_file_id"],
-        "completion_window": row["completion_window"],
-        "status": row["status"],
-        "output_file_id": row["output_file_id"],
-        "error_file_id": row["error_file_id"],
-        "created_at": ts(row["created_at"]),
-        "in_progress_at": ts(row["in_progress_at"]),
-        "expires_at": ts(row["expires_at"]),
-        "finalizing_at": ts(row["finalizing_at"]),
-        "completed_at": ts(row["completed_at"]),
-        "failed_at": ts(row["failed_at"]),
-        "expired_at": ts(row["expired_at"]),
-        "cancelling_at": ts(row["cancelling_at"]),
-        "cancelled_at": ts(row["cancelled_at"]),
-        "request_counts": {
-            "total": row["total"],
-            "completed": row["completed"],
-            "failed": row["failed"],
-        },
-        "usage": {
-            "input_tokens": tokens,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": output,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": tokens + output,
-        },
-        "metadata": row["metadata"],
-        # Beyond OpenAI: where to watch the work (stage, progress in lines, attempts).
-        "job_id": row["job_id"],
-    }
 
 
 def _check_endpoint(endpoint: str, upstreams: UpstreamConfig) -> None:
@@ -114,16 +75,16 @@ def _check_endpoint(endpoint: str, upstreams: UpstreamConfig) -> None:
     )
 
 
-async def _load(conn: Any, project: str, batch_id: str) -> dict[str, Any]:
-    row = await batches_db.get_batch(conn, batch_id=batch_id, project_id=project)
-    if row is None:
+async def _load(conn: Any, project: str, batch_id: str) -> Batch:
+    batch = await batches_db.get_batch(conn, batch_id=batch_id, project_id=project)
+    if batch is None:
         raise NotFoundError(f"No batch found with id '{batch_id}'.", param="batch_id")
-    if row["status"] not in batches_db.FINAL and await batches_db.settle_with_job(
+    if batch.status not in batches_db.FINAL and await batches_db.settle_with_job(
         conn, batch_id=batch_id
     ):
-        row = await batches_db.get_batch(conn, batch_id=batch_id, project_id=project)
-        assert row is not None
-    return row
+        batch = await batches_db.get_batch(conn, batch_id=batch_id, project_id=project)
+        assert batch is not None
+    return batch
 
 
 @router.post("")
@@ -134,9 +95,9 @@ async def create_batch(
     file = await files_db.get_file(conn, project_id=project, file_id=body.input_file_id)
     if file is None:
         raise NotFoundError(f"No such File object: {body.input_file_id}", param="input_file_id")
-    if file["purpose"] != "batch":
+    if file.purpose != "batch":
         raise InvalidRequestError(
-            f"File {body.input_file_id} has purpose {file['purpose']!r}; a batch input file "
+            f"File {body.input_file_id} has purpose {file.purpose!r}; a batch input file "
             "must be uploaded with purpose 'batch'",
             param="input_file_id",
         )
@@ -145,7 +106,7 @@ async def create_batch(
         await jobs_db.create_embed_batch_job(
             conn, job_id=job_id, project_id=project, batch_id=batch_id
         )
-        row = await batches_db.insert_batch(
+        batch = await batches_db.insert_batch(
             conn,
             batch_id=batch_id,
             project_id=project,
@@ -158,27 +119,27 @@ async def create_batch(
         )
         queue_id = await defer_batch_job(request.app.state.queue, conn, job_id, project_id=project)
         await jobs_db.set_queue_job_ids(conn, [(job_id, queue_id)])
-    return batch_view(row)
+    return batch_object(batch)
 
 
 @router.get("")
 async def list_batches(project: ProjectDep, conn: ConnDep, page: PageDep) -> dict[str, Any]:
     result = await batches_db.list_batches(conn, project_id=project, page=page)
-    return list_object([batch_view(r) for r in result.rows], result.has_more)
+    return list_object([batch_object(b) for b in result.rows], result.has_more)
 
 
 @router.get("/{batch_id}", dependencies=[PollHint])
 async def retrieve_batch(batch_id: str, project: ProjectDep, conn: ConnDep) -> dict[str, Any]:
-    return batch_view(await _load(conn, project, batch_id))
+    return batch_object(await _load(conn, project, batch_id))
 
 
 @router.post("/{batch_id}/cancel")
 async def cancel_batch(batch_id: str, project: ProjectDep, conn: ConnDep) -> dict[str, Any]:
     """Ask the batch to stop; a worker ends it between slices, writing the partial output."""
-    row = await _load(conn, project, batch_id)
-    if row["status"] in ("completed", "failed", "expired"):
+    batch = await _load(conn, project, batch_id)
+    if batch.status in ("completed", "failed", "expired"):
         raise ConflictError(
-            f"Cannot cancel a batch with status '{row['status']}'.", param="batch_id"
+            f"Cannot cancel a batch with status '{batch.status}'.", param="batch_id"
         )
     await batches_db.request_cancel(conn, batch_id=batch_id)
-    return batch_view(await _load(conn, project, batch_id))
+    return batch_object(await _load(conn, project, batch_id))

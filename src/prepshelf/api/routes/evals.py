@@ -88,13 +88,13 @@ async def _questions(
         file = await files_db.get_file(conn, project_id=project, file_id=source.file_id)
         if file is None:
             raise NotFoundError(f"No such File object: {source.file_id}", param=param)
-        if file["bytes"] > MAX_EVAL_SET_BYTES:
+        if file.bytes > MAX_EVAL_SET_BYTES:
             raise InvalidRequestError(
                 f"An eval set may be at most {MAX_EVAL_SET_BYTES} bytes", param=param
             )
-        data = await asyncio.to_thread(_read, request.app.state.blobs, file["blob_key"])
+        data = await asyncio.to_thread(_read, request.app.state.blobs, file.blob_key)
         found = await asyncio.to_thread(
-            parse_eval_set, data, filename=file["filename"], max_questions=limit, param=param
+            parse_eval_set, data, filename=file.filename, max_questions=limit, param=param
         )
         return found, {"type": "file", "file_id": source.file_id, "question_count": len(found)}
     if len(source.items) > limit:

@@ -11,7 +11,8 @@ from prepshelf.api.deps import ConnDep, PageDep, PollHint, ProjectDep
 from prepshelf.api.idempotency import IdempotentRoute
 from prepshelf.api.schemas import FileBatchCreate
 from prepshelf.api.stores import check_model, load_store
-from prepshelf.api.views import batch_object, list_object, vector_store_file_object
+from prepshelf.api.views import file_batch_object, list_object, vector_store_file_object
+from prepshelf.domain.vector_stores import FileBatch
 from prepshelf.errors import NotFoundError
 from prepshelf.ids import new_batch_id
 from prepshelf.jobs.cancel import cancel_batch_jobs
@@ -26,11 +27,11 @@ router = APIRouter(
 )
 
 
-async def _load_batch(conn: Any, store_id: str, batch_id: str) -> dict[str, Any]:
-    row = await file_batches_db.get_file_batch(conn, store_id=store_id, batch_id=batch_id)
-    if row is None:
+async def _load_batch(conn: Any, store_id: str, batch_id: str) -> FileBatch:
+    found = await file_batches_db.get_file_batch(conn, store_id=store_id, file_batch_id=batch_id)
+    if found is None:
         raise NotFoundError(f"No such file batch: {batch_id}", param="batch_id")
-    return row
+    return found
 
 
 @router.post("", dependencies=[PollHint])
@@ -54,7 +55,9 @@ async def create_file_batch(
         items = [AttachItem(fid, body.attributes or {}, chunking) for fid in body.file_ids or []]
     batch_id = new_batch_id()
     async with conn.transaction():
-        await file_batches_db.create_file_batch(conn, batch_id=batch_id, store_id=vector_store_id)
+        await file_batches_db.create_file_batch(
+            conn, file_batch_id=batch_id, store_id=vector_store_id
+        )
         await attach_files(
             request.app.state.queue,
             conn,
@@ -63,7 +66,7 @@ async def create_file_batch(
             items=items,
             file_batch_id=batch_id,
         )
-    return batch_object(await _load_batch(conn, vector_store_id, batch_id))
+    return file_batch_object(await _load_batch(conn, vector_store_id, batch_id))
 
 
 @router.get("")
@@ -73,7 +76,7 @@ async def list_file_batches(
     """Beyond OpenAI: a store's batches, newest first (the dashboard's batch list)."""
     await load_store(conn, project, vector_store_id)
     result = await file_batches_db.list_file_batches(conn, store_id=vector_store_id, page=page)
-    return list_object([batch_object(r) for r in result.rows], result.has_more)
+    return list_object([file_batch_object(r) for r in result.rows], result.has_more)
 
 
 @router.get("/{batch_id}", dependencies=[PollHint])
@@ -81,7 +84,7 @@ async def retrieve_file_batch(
     vector_store_id: str, batch_id: str, project: ProjectDep, conn: ConnDep
 ) -> dict[str, Any]:
     await load_store(conn, project, vector_store_id)
-    return batch_object(await _load_batch(conn, vector_store_id, batch_id))
+    return file_batch_object(await _load_batch(conn, vector_store_id, batch_id))
 
 
 @router.post("/{batch_id}/cancel", dependencies=[PollHint])
@@ -90,9 +93,9 @@ async def cancel_file_batch(
 ) -> dict[str, Any]:
     await load_store(conn, project, vector_store_id)
     await _load_batch(conn, vector_store_id, batch_id)
-    await file_batches_db.mark_file_batch_cancel_requested(conn, batch_id=batch_id)
+    await file_batches_db.mark_file_batch_cancel_requested(conn, file_batch_id=batch_id)
     await cancel_batch_jobs(request.app.state.queue, conn, batch_id=batch_id)
-    return batch_object(await _load_batch(conn, vector_store_id, batch_id))
+    return file_batch_object(await _load_batch(conn, vector_store_id, batch_id))
 
 
 @router.get("/{batch_id}/files")
@@ -109,6 +112,6 @@ async def list_file_batch_files(
     await load_store(conn, project, vector_store_id)
     await _load_batch(conn, vector_store_id, batch_id)
     result = await stores_db.list_store_files(
-        conn, store_id=vector_store_id, batch_id=batch_id, status=filter, page=page
+        conn, store_id=vector_store_id, file_batch_id=batch_id, status=filter, page=page
     )
     return list_object([vector_store_file_object(r) for r in result.rows], result.has_more)

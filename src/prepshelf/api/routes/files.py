@@ -10,8 +10,9 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from prepshelf.api.deps import ConnDep, PageDep, ProjectDep
 from prepshelf.api.idempotency import IdempotentRoute, claim_streamed
-from prepshelf.api.upload import content_disposition, receive_upload, safe_filename
+from prepshelf.api.upload import content_disposition, receive_upload
 from prepshelf.api.views import file_object, list_object
+from prepshelf.domain.files import File, safe_filename
 from prepshelf.errors import InvalidRequestError, NotFoundError
 from prepshelf.ids import new_file_id
 from prepshelf.jobs.cancel import cancel_jobs_of_file
@@ -69,7 +70,7 @@ async def upload_file(request: Request, project: ProjectDep) -> dict[str, Any]:
         blobs.delete(blob_key)
         raise
     async with request.app.state.pool.connection() as conn:
-        row = await files_db.insert_file(
+        file = await files_db.insert_file(
             conn,
             file_id=file_id,
             project_id=project,
@@ -79,7 +80,7 @@ async def upload_file(request: Request, project: ProjectDep) -> dict[str, Any]:
             sha256=upload.sha256,
             blob_key=blob_key,
         )
-    return file_object(row)
+    return file_object(file)
 
 
 @router.get("")
@@ -93,11 +94,11 @@ async def list_files(
     return list_object([file_object(r) for r in result.rows], result.has_more)
 
 
-async def _get(conn: Any, project: str, file_id: str) -> dict[str, Any]:
-    row = await files_db.get_file(conn, project_id=project, file_id=file_id)
-    if row is None:
+async def _get(conn: Any, project: str, file_id: str) -> File:
+    file = await files_db.get_file(conn, project_id=project, file_id=file_id)
+    if file is None:
         raise NotFoundError(f"No such File object: {file_id}", param="file_id")
-    return row
+    return file
 
 
 @router.get("/{file_id}")
@@ -111,11 +112,11 @@ async def delete_file(
 ) -> dict[str, Any]:
     await _get(conn, project, file_id)
     await cancel_jobs_of_file(request.app.state.queue, conn, file_id=file_id)
-    row = await files_db.delete_file(conn, project_id=project, file_id=file_id)
-    if row is None:
+    deleted = await files_db.delete_file(conn, project_id=project, file_id=file_id)
+    if deleted is None:
         raise NotFoundError(f"No such File object: {file_id}", param="file_id")
     # Removing the bytes is disposable follow-up work: the row is already gone.
-    tasks.add_task(request.app.state.blobs.delete, row["blob_key"])
+    tasks.add_task(request.app.state.blobs.delete, deleted.blob_key)
     return {"id": file_id, "object": "file", "deleted": True}
 
 
@@ -123,20 +124,20 @@ async def delete_file(
 async def file_content(
     file_id: str, request: Request, project: ProjectDep, conn: ConnDep
 ) -> Response:
-    row = await _get(conn, project, file_id)
+    file = await _get(conn, project, file_id)
     blobs = request.app.state.blobs
+    disposition = content_disposition(file.filename)
     if isinstance(blobs, LocalBlobStore):
         return FileResponse(
-            blobs.path(row["blob_key"]),
+            blobs.path(file.blob_key),
             media_type="application/octet-stream",
-            headers={"content-disposition": content_disposition(row["filename"])},
+            headers={"content-disposition": disposition},
         )
     # Remote blobs stream through in chunks (sync iterator: Starlette runs it in a thread).
-    disposition = content_disposition(row["filename"])
     return StreamingResponse(
-        _stream_blob(blobs, row["blob_key"]),
+        _stream_blob(blobs, file.blob_key),
         media_type="application/octet-stream",
-        headers={"content-length": str(row["bytes"]), "content-disposition": disposition},
+        headers={"content-length": str(file.bytes), "content-disposition": disposition},
     )
 
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from prepshelf.api.deps import ConnDep, PageDep, ProjectDep
 from prepshelf.api.idempotency import IdempotentRoute
 from prepshelf.api.views import job_object, list_object
+from prepshelf.domain.jobs import Job
 from prepshelf.errors import ConflictError, NotFoundError
 from prepshelf.jobs.cancel import cancel_jobs
 from prepshelf.jobs.enqueue import AttachItem, attach_files
@@ -20,11 +21,11 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=IdempotentRoute
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
-async def _load(conn: Any, project: str, job_id: str) -> dict[str, Any]:
-    row = await job_readouts.get_job(conn, job_id=job_id, project_id=project)
-    if row is None:
+async def _load(conn: Any, project: str, job_id: str) -> Job:
+    job = await job_readouts.get_job(conn, job_id=job_id, project_id=project)
+    if job is None:
         raise NotFoundError(f"No such job: {job_id}", param="job_id")
-    return row
+    return job
 
 
 @router.get("")
@@ -82,18 +83,18 @@ async def retry_job(
 ) -> dict[str, Any]:
     """Run a failed or cancelled file again, as a new job (the old one keeps its history)."""
     job = await _load(conn, project, job_id)
-    if job["status"] not in ("failed", "cancelled"):
+    if job.status not in ("failed", "cancelled"):
         raise ConflictError(
-            f"Job {job_id} is {job['status']}; only failed or cancelled jobs can be retried",
+            f"Job {job_id} is {job.status}; only failed or cancelled jobs can be retried",
             param="job_id",
         )
-    store_id, file_id = job["vector_store_id"], job["file_id"]
+    store_id, file_id = job.vector_store_id, job.file_id
     vsf = None
     if store_id is not None and file_id is not None:  # batches and runs serve no file
-        vsf = await stores_db.get_attachment(
+        vsf = await stores_db.get_store_file(
             conn, store_id=store_id, file_id=file_id, job_id=job_id
         )
-    if vsf is None:
+    if vsf is None or store_id is None or file_id is None:
         raise ConflictError(
             f"Job {job_id} is no longer the latest for its file, or the file left the store",
             param="job_id",
@@ -105,8 +106,8 @@ async def retry_job(
             project_id=project,
             store_id=store_id,
             items=[AttachItem(file_id, vsf.attributes, vsf.chunking_strategy)],
-            file_batch_id=vsf.batch_id,
+            file_batch_id=vsf.file_batch_id,
         )
-    new = await stores_db.get_attachment(conn, store_id=store_id, file_id=file_id)
+    new = await stores_db.get_store_file(conn, store_id=store_id, file_id=file_id)
     assert new is not None and new.job_id is not None  # attach_files just gave it a job
     return job_object(await _load(conn, project, new.job_id))

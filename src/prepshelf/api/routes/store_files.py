@@ -12,6 +12,7 @@ from prepshelf.api.idempotency import IdempotentRoute
 from prepshelf.api.schemas import VectorStoreFileCreate, VectorStoreFileUpdate
 from prepshelf.api.stores import check_model, load_store
 from prepshelf.api.views import list_object, vector_store_file_object
+from prepshelf.domain.vector_stores import VectorStoreFile
 from prepshelf.errors import NotFoundError
 from prepshelf.jobs.cancel import cancel_jobs_of_file
 from prepshelf.jobs.enqueue import AttachItem, attach_files
@@ -27,11 +28,11 @@ router = APIRouter(
 StatusFilter = Literal["in_progress", "completed", "failed", "cancelled"]
 
 
-async def _load_file(conn: Any, store_id: str, file_id: str) -> dict[str, Any]:
-    row = await stores_db.get_store_file(conn, store_id=store_id, file_id=file_id)
-    if row is None:
+async def _load_file(conn: Any, store_id: str, file_id: str) -> VectorStoreFile:
+    found = await stores_db.get_store_file(conn, store_id=store_id, file_id=file_id)
+    if found is None:
         raise NotFoundError(f"No such file in vector store {store_id}: {file_id}", param="file_id")
-    return row
+    return found
 
 
 @router.post("", dependencies=[PollHint])
@@ -67,7 +68,7 @@ async def list_vector_store_files(
 ) -> dict[str, Any]:
     await load_store(conn, project, vector_store_id)
     result = await stores_db.list_store_files(
-        conn, store_id=vector_store_id, batch_id=None, status=filter, page=page
+        conn, store_id=vector_store_id, file_batch_id=None, status=filter, page=page
     )
     return list_object([vector_store_file_object(r) for r in result.rows], result.has_more)
 

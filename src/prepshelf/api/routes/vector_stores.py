@@ -14,6 +14,7 @@ from prepshelf.api.idempotency import IdempotentRoute
 from prepshelf.api.schemas import SearchRequest, VectorStoreCreate, VectorStoreUpdate
 from prepshelf.api.stores import load_store
 from prepshelf.api.views import list_object, vector_store_object
+from prepshelf.domain.vector_stores import VectorStore
 from prepshelf.errors import InvalidRequestError, NotFoundError
 from prepshelf.ids import new_vector_store_id
 from prepshelf.jobs.cancel import cancel_jobs_of_store
@@ -98,11 +99,10 @@ async def delete_vector_store(
     return {"id": vector_store_id, "object": "vector_store.deleted", "deleted": True}
 
 
-def _refuse_expired(store: dict[str, Any]) -> None:
-    expires_at = store["expires_at"]
-    if store.get("expired_at") is not None or (expires_at is not None and expires_at <= _now()):
+def _refuse_expired(store: VectorStore) -> None:
+    if store.status(_now()) == "expired":
         raise InvalidRequestError(
-            f"Vector store {store['id']} has expired; it can no longer be searched",
+            f"Vector store {store.id} has expired; it can no longer be searched",
             param="vector_store_id",
         )
 
@@ -118,7 +118,7 @@ def _hybrid_weights(body: SearchRequest, settings: Settings) -> HybridWeights | 
 async def _search_one(
     conn: Any,
     *,
-    store: dict[str, Any],
+    store: VectorStore,
     query: str,
     vector: np.ndarray,
     body: SearchRequest,
@@ -128,8 +128,8 @@ async def _search_one(
 ) -> list[dict[str, Any]]:
     return await hybrid_db.search(
         conn,
-        store_id=store["id"],
-        dimensions=store["dimensions"],
+        store_id=store.id,
+        dimensions=store.dimensions,
         query=query,
         query_vector=vector,
         limit=body.max_num_results,
