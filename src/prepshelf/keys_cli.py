@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from prepshelf.domain.keys import ApiKey
 from prepshelf.settings import Settings
 
 Work = Callable[[Any, argparse.Namespace, Settings], Coroutine[Any, Any, int]]
@@ -116,13 +117,13 @@ async def _create(conn: Any, args: argparse.Namespace, settings: Settings) -> in
     project = await keys_db.get_project_by_name(conn, name=args.project)
     if project is None:
         project = await keys_db.create_project(conn, name=args.project)
-        print(f"created project {project['name']} ({project['id']})", file=sys.stderr)
-    row, secret = await keys_db.create_key(
-        conn, project_id=project["id"], name=args.name, is_admin=args.admin
+        print(f"created project {project.name} ({project.id})", file=sys.stderr)
+    key, secret = await keys_db.create_key(
+        conn, project_id=project.id, name=args.name, is_admin=args.admin
     )
     print(
-        f"created {'admin ' if row['is_admin'] else ''}key {row['id']} for project "
-        f"{project['name']}; it is shown only now:",
+        f"created {'admin ' if key.is_admin else ''}key {key.id} for project "
+        f"{project.name}; it is shown only now:",
         file=sys.stderr,
     )
     print(secret)
@@ -166,30 +167,30 @@ async def _list(conn: Any, args: argparse.Namespace, settings: Settings) -> int:
         if project is None:
             print(f"prepshelf keys: no project named {args.project!r}", file=sys.stderr)
             return 1
-        project_id = project["id"]
-    rows: list[dict[str, Any]] = []
+        project_id = project.id
+    keys: list[ApiKey] = []
     after = None
     while True:
         page = await keys_db.list_keys(
             conn, project_id=project_id, page=PageRequest(limit=100, order="asc", after=after)
         )
-        rows += page.rows
+        keys += page.rows
         if not page.has_more:
             break
-        after = page.rows[-1]["id"]
+        after = page.rows[-1].id
     header = ("ID", "PROJECT", "NAME", "KEY", "ADMIN", "CREATED", "LAST USED", "REVOKED")
     lines: list[tuple[str, ...]] = [
         (
-            r["id"],
-            r["project_name"],
-            r["name"] or "-",
-            r["prefix"] + "…",
-            "yes" if r["is_admin"] else "no",
-            _when(r["created_at"]),
-            _when(r["last_used_at"]),
-            _when(r["revoked_at"]),
+            k.id,
+            k.project_name,
+            k.name or "-",
+            k.prefix + "…",
+            "yes" if k.is_admin else "no",
+            _when(k.created_at),
+            _when(k.last_used_at),
+            _when(k.revoked_at),
         )
-        for r in rows
+        for k in keys
     ]
     if args.project in (None, CONFIG_PROJECT):
         lines = [*config_key_rows(settings), *lines]
@@ -202,11 +203,11 @@ async def _list(conn: Any, args: argparse.Namespace, settings: Settings) -> int:
 async def _revoke(conn: Any, args: argparse.Namespace, settings: Settings) -> int:
     from prepshelf.store import keys as keys_db
 
-    row = await keys_db.revoke_key(conn, key_id=args.key_id)
-    if row is None:
+    key = await keys_db.revoke_key(conn, key_id=args.key_id)
+    if key is None:
         print(f"prepshelf keys: no key with id {args.key_id!r}", file=sys.stderr)
         return 1
-    print(f"revoked {row['id']} ({row['project_name']}) at {_when(row['revoked_at'])}")
+    print(f"revoked {key.id} ({key.project_name}) at {_when(key.revoked_at)}")
     return 0
 
 

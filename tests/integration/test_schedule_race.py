@@ -38,7 +38,7 @@ async def _seed(url: str) -> tuple[str, list[str]]:
         await stores_db.create_store(
             conn,
             store_id=store_id,
-            project_id=project["id"],
+            project_id=project.id,
             name="race",
             description=None,
             metadata=None,
@@ -52,7 +52,7 @@ async def _seed(url: str) -> tuple[str, list[str]]:
             schedule = await schedules_db.insert_schedule(
                 conn,
                 schedule_id=new_schedule_id(),
-                project_id=project["id"],
+                project_id=project.id,
                 name=None,
                 kind="source_sync",
                 params={
@@ -68,7 +68,7 @@ async def _seed(url: str) -> tuple[str, list[str]]:
             )
             ids.append(schedule.id)
     await pool.close()
-    return project["id"], ids
+    return project.id, ids
 
 
 async def _race(url: str) -> list[int]:

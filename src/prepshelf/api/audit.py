@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from prepshelf.domain.keys import AuditEvent
 from prepshelf.store import audit as audit_db
 
 log = logging.getLogger(__name__)
@@ -92,17 +93,17 @@ async def record(app: FastAPI, entry: AuditEntry) -> None:
         log.error("audit: could not record %s %s: %s", entry.method, entry.route, exc)
 
 
-def audit_object(row: dict[str, Any]) -> dict[str, Any]:
+def audit_object(event: AuditEvent) -> dict[str, Any]:
     return {
-        "id": row["id"],
+        "id": event.id,
         "object": "audit_event",
-        "created_at": int(row["created_at"].timestamp()),
-        "actor": row["actor"],
-        "project_id": row["project_id"],
-        "method": row["method"],
-        "route": row["route"],
-        "object_id": row["object_id"],
-        "path_params": row["path_params"],
-        "status_code": row["status_code"],
-        "request_id": row["request_id"],
+        "created_at": int(event.created_at.timestamp()),
+        "actor": event.actor,
+        "project_id": event.project_id,
+        "method": event.method,
+        "route": event.route,
+        "object_id": event.object_id,
+        "path_params": event.path_params,
+        "status_code": event.status_code,
+        "request_id": event.request_id,
     }

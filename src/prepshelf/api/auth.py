@@ -90,15 +90,13 @@ class KeyRing:
         if self._lookup_slots is None:
             self._lookup_slots = asyncio.Semaphore(self._lookups)
         async with self._lookup_slots, pool.connection() as conn:
-            row = await keys_db.lookup_active_key(conn, key_hash=digest)
-            if row is None or not hmac.compare_digest(row["key_hash"], digest):
+            found = await keys_db.lookup_active_key(conn, key_hash=digest)
+            if found is None or not hmac.compare_digest(found.key_hash, digest):
                 self._cache.pop(digest, None)
                 return None
-            if row["stale"]:
-                await keys_db.touch_key(conn, key_id=row["id"])
-        principal = Principal(
-            row["project_id"], row["id"], bool(row["is_admin"]), subject=str(row["id"])
-        )
+            if found.stale:
+                await keys_db.touch_key(conn, key_id=found.id)
+        principal = Principal(found.project_id, found.id, found.is_admin, subject=found.id)
         if len(self._cache) >= _MAX_CACHED:
             self._cache.clear()
         self._cache[digest] = (now + self._ttl_s, principal)

@@ -8,8 +8,10 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from prepshelf.domain.keys import AuditEvent
 from prepshelf.store.pages import Page, PageRequest, fetch_page
 from prepshelf.store.retention import delete_in_chunks, table_exists
+from prepshelf.store.rows import typed
 
 
 async def insert_event(
@@ -52,13 +54,13 @@ async def list_events(
     page: PageRequest,
     object_id: str | None = None,
     method: str | None = None,
-) -> Page:
+) -> Page[AuditEvent]:
     where, params = ["project_id = %s"], [project_id]
     for column, value in (("object_id", object_id), ("method", method)):
         if value is not None:
             where.append(f"{column} = %s")
             params.append(value)
-    return await fetch_page(
+    result = await fetch_page(
         conn,
         select="SELECT * FROM audit_events",
         where=" AND ".join(where),
@@ -69,6 +71,7 @@ async def list_events(
         cursor_params=[project_id],
         page=page,
     )
+    return result.map(lambda row: typed(AuditEvent, row))
 
 
 async def prune_events(conn: AsyncConnection[Any], *, older_than_s: float) -> int:

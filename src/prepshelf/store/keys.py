@@ -14,10 +14,10 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection
 
+from prepshelf.domain.keys import ActiveKey, ApiKey, Project
 from prepshelf.errors import ConflictError, InvalidRequestError
 from prepshelf.store.pages import Page, PageRequest, fetch_page
-
-Row = dict[str, Any]
+from prepshelf.store.rows import typed
 
 DEFAULT_PROJECT = "default"
 KEY_PREFIX = "sk-prepshelf-"
@@ -56,7 +56,7 @@ def check_project_name(name: str) -> str:
     return name
 
 
-async def create_project(conn: AsyncConnection[Any], *, name: str) -> Row:
+async def create_project(conn: AsyncConnection[Any], *, name: str) -> Project:
     check_project_name(name)
     try:
         cur = await conn.execute(
@@ -67,21 +67,23 @@ async def create_project(conn: AsyncConnection[Any], *, name: str) -> Row:
         raise ConflictError(f"A project named {name!r} already exists", param="name") from exc
     row = await cur.fetchone()
     assert row is not None
-    return row
+    return typed(Project, row)
 
 
-async def get_project(conn: AsyncConnection[Any], *, project_id: str) -> Row | None:
+async def get_project(conn: AsyncConnection[Any], *, project_id: str) -> Project | None:
     cur = await conn.execute("SELECT * FROM projects WHERE id = %s", [project_id])
-    return await cur.fetchone()
+    row = await cur.fetchone()
+    return typed(Project, row) if row else None
 
 
-async def get_project_by_name(conn: AsyncConnection[Any], *, name: str) -> Row | None:
+async def get_project_by_name(conn: AsyncConnection[Any], *, name: str) -> Project | None:
     cur = await conn.execute("SELECT * FROM projects WHERE name = %s", [name])
-    return await cur.fetchone()
+    row = await cur.fetchone()
+    return typed(Project, row) if row else None
 
 
-async def list_projects(conn: AsyncConnection[Any], *, page: PageRequest) -> Page:
-    return await fetch_page(
+async def list_projects(conn: AsyncConnection[Any], *, page: PageRequest) -> Page[Project]:
+    result = await fetch_page(
         conn,
         select="SELECT * FROM projects",
         where="true",
@@ -92,16 +94,18 @@ async def list_projects(conn: AsyncConnection[Any], *, page: PageRequest) -> Pag
         cursor_params=[],
         page=page,
     )
+    return result.map(lambda row: typed(Project, row))
 
 
 async def create_key(
     conn: AsyncConnection[Any], *, project_id: str, name: str | None, is_admin: bool
-) -> tuple[Row, str]:
-    """Insert a new key; return its row and the secret (the only time the secret exists)."""
+) -> tuple[ApiKey, str]:
+    """Insert a new key; return it and the secret (the only time the secret exists)."""
     secret = new_key()
     cur = await conn.execute(
         """INSERT INTO api_keys (id, project_id, name, key_hash, prefix, is_admin)
-           VALUES (%s, %s, %s, %s, %s, %s) RETURNING *""",
+           VALUES (%s, %s, %s, %s, %s, %s)
+           RETURNING *, (SELECT name FROM projects WHERE id = project_id) AS project_name""",
         [
             "key_" + secrets.token_hex(12),
             project_id,
@@ -113,7 +117,7 @@ async def create_key(
     )
     row = await cur.fetchone()
     assert row is not None
-    return row, secret
+    return typed(ApiKey, row), secret
 
 
 _KEYS_SELECT = (
@@ -123,9 +127,9 @@ _KEYS_SELECT = (
 
 async def list_keys(
     conn: AsyncConnection[Any], *, project_id: str | None, page: PageRequest
-) -> Page:
+) -> Page[ApiKey]:
     where, params = ("k.project_id = %s", [project_id]) if project_id else ("true", [])
-    return await fetch_page(
+    result = await fetch_page(
         conn,
         select=_KEYS_SELECT,
         where=where,
@@ -136,14 +140,16 @@ async def list_keys(
         cursor_params=[],
         page=page,
     )
+    return result.map(lambda row: typed(ApiKey, row))
 
 
-async def get_key(conn: AsyncConnection[Any], *, key_id: str) -> Row | None:
+async def get_key(conn: AsyncConnection[Any], *, key_id: str) -> ApiKey | None:
     cur = await conn.execute(f"{_KEYS_SELECT} WHERE k.id = %s", [key_id])
-    return await cur.fetchone()
+    row = await cur.fetchone()
+    return typed(ApiKey, row) if row else None
 
 
-async def revoke_key(conn: AsyncConnection[Any], *, key_id: str) -> Row | None:
+async def revoke_key(conn: AsyncConnection[Any], *, key_id: str) -> ApiKey | None:
     """Revoke a key (idempotent: revoking twice keeps the first time); None if unknown."""
     await conn.execute(
         "UPDATE api_keys SET revoked_at = coalesce(revoked_at, clock_timestamp()) WHERE id = %s",
@@ -152,7 +158,7 @@ async def revoke_key(conn: AsyncConnection[Any], *, key_id: str) -> Row | None:
     return await get_key(conn, key_id=key_id)
 
 
-async def lookup_active_key(conn: AsyncConnection[Any], *, key_hash: str) -> Row | None:
+async def lookup_active_key(conn: AsyncConnection[Any], *, key_hash: str) -> ActiveKey | None:
     cur = await conn.execute(
         """SELECT id, project_id, is_admin, key_hash,
                   last_used_at IS NULL
@@ -160,7 +166,8 @@ async def lookup_active_key(conn: AsyncConnection[Any], *, key_hash: str) -> Row
            FROM api_keys WHERE key_hash = %s AND revoked_at IS NULL""",
         [_TOUCH_EVERY_S, key_hash],
     )
-    return await cur.fetchone()
+    row = await cur.fetchone()
+    return typed(ActiveKey, row) if row else None
 
 
 async def is_key_active(conn: AsyncConnection[Any], *, key_id: str) -> bool:

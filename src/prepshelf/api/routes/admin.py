@@ -16,6 +16,7 @@ from prepshelf.api.deps import ConnDep, PageDep
 from prepshelf.api.idempotency import IdempotentRoute
 from prepshelf.api.schemas import ApiKeyCreate, ProjectCreate
 from prepshelf.api.views import list_object, ts
+from prepshelf.domain.keys import ApiKey, Project
 from prepshelf.errors import NotFoundError
 from prepshelf.store import keys as keys_db
 
@@ -24,26 +25,26 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=IdempotentRou
 AdminDep = Annotated[Principal, Depends(require_admin)]
 
 
-def project_object(row: dict[str, Any]) -> dict[str, Any]:
+def project_object(project: Project) -> dict[str, Any]:
     return {
-        "id": row["id"],
+        "id": project.id,
         "object": "project",
-        "name": row["name"],
-        "created_at": ts(row["created_at"]),
+        "name": project.name,
+        "created_at": ts(project.created_at),
     }
 
 
-def key_object(row: dict[str, Any]) -> dict[str, Any]:
+def key_object(key: ApiKey) -> dict[str, Any]:
     return {
-        "id": row["id"],
+        "id": key.id,
         "object": "api_key",
-        "name": row["name"],
-        "project_id": row["project_id"],
-        "redacted_value": row["prefix"] + "…",
-        "is_admin": row["is_admin"],
-        "created_at": ts(row["created_at"]),
-        "last_used_at": ts(row["last_used_at"]),
-        "revoked_at": ts(row["revoked_at"]),
+        "name": key.name,
+        "project_id": key.project_id,
+        "redacted_value": key.prefix + "…",
+        "is_admin": key.is_admin,
+        "created_at": ts(key.created_at),
+        "last_used_at": ts(key.last_used_at),
+        "revoked_at": ts(key.revoked_at),
     }
 
 
@@ -58,11 +59,11 @@ async def list_projects(admin: AdminDep, conn: ConnDep, page: PageDep) -> dict[s
     return list_object([project_object(r) for r in result.rows], result.has_more)
 
 
-async def _load_project(conn: Any, project_id: str) -> dict[str, Any]:
-    row = await keys_db.get_project(conn, project_id=project_id)
-    if row is None:
+async def _load_project(conn: Any, project_id: str) -> Project:
+    project = await keys_db.get_project(conn, project_id=project_id)
+    if project is None:
         raise NotFoundError(f"No such project: {project_id}", param="project_id")
-    return row
+    return project
 
 
 @router.get("/projects/{project_id}")
@@ -73,10 +74,10 @@ async def retrieve_project(project_id: str, admin: AdminDep, conn: ConnDep) -> d
 @router.post("/keys")
 async def create_key(body: ApiKeyCreate, admin: AdminDep, conn: ConnDep) -> dict[str, Any]:
     await _load_project(conn, body.project_id)
-    row, secret = await keys_db.create_key(
+    key, secret = await keys_db.create_key(
         conn, project_id=body.project_id, name=body.name, is_admin=body.is_admin
     )
-    return {**key_object(row), "value": secret}
+    return {**key_object(key), "value": secret}
 
 
 @router.get("/keys")
@@ -92,18 +93,18 @@ async def list_keys(
 
 @router.get("/keys/{key_id}")
 async def retrieve_key(key_id: str, admin: AdminDep, conn: ConnDep) -> dict[str, Any]:
-    row = await keys_db.get_key(conn, key_id=key_id)
-    if row is None:
+    key = await keys_db.get_key(conn, key_id=key_id)
+    if key is None:
         raise NotFoundError(f"No such API key: {key_id}", param="key_id")
-    return key_object(row)
+    return key_object(key)
 
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(
     key_id: str, request: Request, admin: AdminDep, conn: ConnDep
 ) -> dict[str, Any]:
-    row = await keys_db.revoke_key(conn, key_id=key_id)
-    if row is None:
+    key = await keys_db.revoke_key(conn, key_id=key_id)
+    if key is None:
         raise NotFoundError(f"No such API key: {key_id}", param="key_id")
     request.app.state.keyring.forget(key_id)
-    return key_object(row)
+    return key_object(key)
