@@ -98,3 +98,14 @@ class Job:
     scheduled_for: datetime | None
     eval_run_id: str | None
     params: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One change of a job row as `/v1/events` streams it (written by a trigger on `jobs`)."""
+
+    id: int
+    txid: str  # the writing transaction: events are read in (txid, id) order
+    type: str  # job.created, job.<status>, job.stage, job.progress, job.cancel_requested
+    data: dict[str, Any]  # the job's state after the change
+    created_at: datetime

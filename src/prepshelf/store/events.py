@@ -17,7 +17,9 @@ from typing import Any, Literal
 
 from psycopg import AsyncConnection, Notify
 
-Row = dict[str, Any]
+from prepshelf.domain.jobs import JobEvent
+from prepshelf.store.rows import typed
+
 # `batch_id` is a FILE batch here (job_events.batch_id = jobs.file_batch_id): the public
 # /v1/events?batch_id= parameter kept its name when jobs told their two parents apart.
 Scope = Literal["job_id", "vector_store_id", "batch_id"]
@@ -35,7 +37,7 @@ class Cursor:
 
 @dataclass(frozen=True)
 class Read:
-    rows: list[Row]  # settled events, in delivery order
+    events: list[JobEvent]  # settled events, in delivery order
     held: bool  # committed events exist past the horizon: read again shortly
     full: bool  # the page was full: read again at once
 
@@ -75,12 +77,12 @@ async def read_events(
         [project_id, value, *args, limit],
     )
     rows = await cur.fetchall()
-    settled = [r for r in rows if r["settled"]]
-    return Read(rows=settled, held=len(settled) < len(rows), full=len(rows) == limit)
+    settled = [typed(JobEvent, r) for r in rows if r["settled"]]
+    return Read(events=settled, held=len(settled) < len(rows), full=len(rows) == limit)
 
 
-def advance(cursor: Cursor, row: Row) -> Cursor:
-    return Cursor(txid=row["txid"], event_id=row["id"])
+def advance(cursor: Cursor, event: JobEvent) -> Cursor:
+    return Cursor(txid=event.txid, event_id=event.id)
 
 
 async def scope_exists(

@@ -25,6 +25,7 @@ from prepshelf.api.auth import KeyRing, Principal, principal_in
 from prepshelf.api.deps import ProjectDep
 from prepshelf.api.events_hub import EventsHub
 from prepshelf.api.views import ts
+from prepshelf.domain.jobs import JobEvent
 from prepshelf.errors import InvalidRequestError, NotFoundError
 from prepshelf.store import events as events_db
 
@@ -34,16 +35,16 @@ _HELD_RECHECK_S = 0.25  # committed events wait behind an older open transaction
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def frame(row: dict[str, Any]) -> bytes:
+def frame(event: JobEvent) -> bytes:
     body = {
-        "id": row["id"],
+        "id": event.id,
         "object": "job.event",
-        "type": row["type"],
-        "created_at": ts(row["created_at"]),
-        **row["data"],
+        "type": event.type,
+        "created_at": ts(event.created_at),
+        **event.data,
     }
     data = json.dumps(body, separators=(",", ":"))
-    return f"id: {row['id']}\nevent: {row['type']}\ndata: {data}\n\n".encode()
+    return f"id: {event.id}\nevent: {event.type}\ndata: {data}\n\n".encode()
 
 
 def _resume_id(header: str | None, query: int | None) -> int | None:
@@ -103,16 +104,16 @@ async def _stream(
             finished, read = await asyncio.shield(
                 _read(pool, project=project, scope=scope, value=value, cursor=cursor)
             )
-            if read.rows:
+            if read.events:
                 # Nothing reaches a revoked key: checked before every delivery, and every
                 # `recheck_s` while the stream idles.
                 if not await asyncio.shield(_key_lives(ring, principal, pool)):
                     return
                 next_check = time.monotonic() + recheck_s
                 chunk = b""
-                for row in read.rows:
-                    chunk += frame(row)
-                    cursor = events_db.advance(cursor, row)
+                for event in read.events:
+                    chunk += frame(event)
+                    cursor = events_db.advance(cursor, event)
                 yield chunk
                 last_write = time.monotonic()
             if read.full:
