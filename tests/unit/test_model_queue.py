@@ -79,3 +79,26 @@ def test_an_error_reaches_the_jobs_of_its_call_only() -> None:
     # All asked at once: calls [1, 2], [3, 4], [5, 6], [7, 8]; only 8 shared 7's call.
     assert failed == [7, 8]
     assert [len(c) for c in model.calls] == [2, 2, 2, 2]
+
+
+def test_another_owners_request_rides_the_next_call_ahead_of_a_backlog() -> None:
+    """One project's backlog of checkpoints does not fill the next calls before another
+    project's single text: owners take turns within each call."""
+    model = SlowEmbedder()
+    queue = ModelQueue(model, max_texts=4)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        first = asyncio.ensure_future(queue.embed(["t-0"], owner="big"))
+        await asyncio.sleep(0.01)  # its call is running; everything below waits for the next
+        backlog = [queue.embed([f"t-{i}", f"t-{i + 100}"], owner="big") for i in range(1, 5)]
+        small = queue.embed(["t-999"], owner="small")
+        await asyncio.gather(first, *backlog, small)
+
+    asyncio.run(run())
+    # FIFO would give [t-0], [1, 101, 2, 102], [3, 103, 4, 104], [999]: the small project's
+    # text would wait for the whole backlog. Owners in turn put it in the second call.
+    assert model.calls[1] == ["t-1", "t-101", "t-999"]
+    assert sorted(t for call in model.calls for t in call) == sorted(
+        ["t-0", "t-999", *(f"t-{i}" for i in range(1, 5)), *(f"t-{i + 100}" for i in range(1, 5))]
+    )
+    assert max(len(c) for c in model.calls) <= 4

@@ -260,7 +260,7 @@ async def _parse_and_chunk(
     segments: list[SegmentTranscript] = []
     model = None
     try:
-        async with res.parse_slots, progress.running():
+        async with res.parse_slots.hold(job.project_id), progress.running():
             doc = await asyncio.to_thread(parse)
     except OcrCancelled as exc:
         raise JobCancelled("cancel requested") from exc

@@ -208,7 +208,7 @@ async def _vectors(
         asked = [t for t, _ in missing]
         if res.model_queue is not None:  # local model: calls shared with other jobs
             report = None
-            vectors, timings = await res.model_queue.embed(asked)
+            vectors, timings = await res.model_queue.embed(asked, owner=job.project_id)
         else:
             vectors, report, timings = await asyncio.to_thread(_embed_with_report, res, asked)
         computed = {d: v for (_, d), v in zip(missing, vectors, strict=True)}

@@ -9,6 +9,11 @@ A job alone waits for nothing: its call starts at once.
 
 Each caller gets its own vectors, in its order, and the model time its texts cost (their
 share of the call); an error in a call is raised to every job whose texts were in it.
+
+A call takes the waiting texts owner by owner (a project), one request of each in turn, in
+the order the owners first asked: one project's backlog of checkpoints fills a call only
+after every other project's request went in, so another project's small file rides the very
+next call instead of waiting for the backlog.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +36,7 @@ from prepshelf.pipeline.embed import Embedder
 class _Ask:
     texts: Sequence[str]
     asked: float
+    owner: str
     done: asyncio.Future[tuple[np.ndarray, dict[str, float]]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -52,10 +59,12 @@ class ModelQueue:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self.calls = 0  # model calls made (for tests and benchmarks)
 
-    async def embed(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, float]]:
+    async def embed(
+        self, texts: Sequence[str], *, owner: str = ""
+    ) -> tuple[np.ndarray, dict[str, float]]:
         """The texts' vectors and timings: `embedding.wait` (queued behind other calls) and
         `embedding.model` (this caller's share of the model's time)."""
-        ask = _Ask(texts, time.perf_counter())
+        ask = _Ask(texts, time.perf_counter(), owner)
         self._waiting.append(ask)
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
@@ -63,14 +72,7 @@ class ModelQueue:
 
     async def _drain(self) -> None:
         while self._waiting:
-            taken: list[_Ask] = []
-            count = 0
-            while self._waiting and (
-                not taken or count + len(self._waiting[0].texts) <= self._max_texts
-            ):
-                ask = self._waiting.pop(0)
-                taken.append(ask)
-                count += len(ask.texts)
+            taken = self._take()
             texts = [t for ask in taken for t in ask.texts]
             started = time.perf_counter()
             try:
@@ -92,6 +94,28 @@ class ModelQueue:
                 if not ask.done.done():
                     ask.done.set_result((vectors[at : at + n], timings))
                 at += n
+
+    def _take(self) -> list[_Ask]:
+        """The next call's requests: owners in turn, up to `max_texts` (always at least one)."""
+        turns: dict[str, deque[_Ask]] = {}
+        for ask in self._waiting:  # dicts keep the order owners first asked in
+            turns.setdefault(ask.owner, deque()).append(ask)
+        taken: list[_Ask] = []
+        count = 0
+        while turns:
+            for owner in list(turns):
+                asks = turns[owner]
+                if taken and count + len(asks[0].texts) > self._max_texts:
+                    del turns[owner]  # its next request waits for the next call
+                    continue
+                ask = asks.popleft()
+                taken.append(ask)
+                count += len(ask.texts)
+                if not asks:
+                    del turns[owner]
+        chosen = {id(ask) for ask in taken}
+        self._waiting = [ask for ask in self._waiting if id(ask) not in chosen]
+        return taken
 
     def _call(self, texts: list[str]) -> np.ndarray:
         with self._lock:

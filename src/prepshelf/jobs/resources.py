@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import Any
 
 import procrastinate
 
+from prepshelf.jobs.fair_slots import FairSlots
 from prepshelf.jobs.model_queue import ModelQueue
 from prepshelf.jobs.upstreams import UpstreamClients
 from prepshelf.pipeline.embed import Embedder
@@ -38,7 +38,8 @@ class WorkerResources:
     # a remote embedder, which takes several calls at once.
     model_queue: ModelQueue | None = None
     # Files parsed at once (a parse may use much memory); more jobs than this can be in
-    # flight, embedding and writing while others parse.
-    parse_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    # flight, embedding and writing while others parse. A freed slot goes to the project
+    # holding the fewest, so one project's backlog does not queue another's file behind it.
+    parse_slots: FairSlots = field(default_factory=lambda: FairSlots(2))
     # The worker's queue: jobs that queue other jobs (an archive's members) defer through it.
     app: procrastinate.App | None = None

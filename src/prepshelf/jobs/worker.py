@@ -21,6 +21,7 @@ import procrastinate
 import psycopg
 
 from prepshelf.jobs import batch_embed, maintenance, prune_events, run_tasks
+from prepshelf.jobs.fair_slots import FairSlots
 from prepshelf.jobs.ingest import run_ingest
 from prepshelf.jobs.model_queue import ModelQueue
 from prepshelf.jobs.process_heartbeat import process_heartbeat
@@ -128,7 +129,7 @@ async def run_worker(settings: Settings) -> None:
             if local
             else None
         ),
-        parse_slots=asyncio.Semaphore(settings.parse_concurrency),
+        parse_slots=FairSlots(settings.parse_concurrency),
     )
     _register_tasks(app, res)
     try:
