@@ -8,7 +8,7 @@ B's seconds from its attach to its job's end, how many of A's files ended before
 whole time. Each run is one `--env` setting (default: `PREPSHELF_INGEST_CONCURRENCY=4` and
 `=16`), the same inputs, one after the other, so their figures sit side by side.
 
-    python bench/ingest_fairness.py [--backlog 48] [--paragraphs 60]
+    python bench/ingest_fairness.py [--backlog 64] [--paragraphs 200]
                                     [--run LABEL:PREPSHELF_X=v,PREPSHELF_Y=w ...]
 
 What it checks (issue #18): more files in flight must not make another project's small file
@@ -31,10 +31,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from small_files import paragraph  # noqa: E402
-from support.postgres import TestPostgres  # noqa: E402
-from support.service import REAL_MODEL, Service  # noqa: E402
-from support.tenants import new_tenant, ok  # noqa: E402
+from small_files import paragraph
+
+from support.postgres import TestPostgres
+from support.service import REAL_MODEL, Service
+from support.tenants import new_tenant, ok
 
 
 def _texts(count: int, paragraphs: int, seed: int) -> list[str]:
@@ -112,8 +113,8 @@ def run(label: str, env: dict[str, str], backlog: list[str], small: str) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backlog", type=int, default=48)
-    parser.add_argument("--paragraphs", type=int, default=60)
+    parser.add_argument("--backlog", type=int, default=64)
+    parser.add_argument("--paragraphs", type=int, default=200)
     parser.add_argument(
         "--run",
         action="append",

@@ -57,7 +57,7 @@ from prepshelf.embedded import EmbeddedPostgres
 from prepshelf.ids import new_file_id, new_vector_store_id
 from prepshelf.jobs import worker as worker_mod
 from prepshelf.jobs.enqueue import AttachItem, attach_files
-from prepshelf.jobs.queue import build_app
+from prepshelf.jobs.queue import INGEST_QUEUE, SMALL_INGEST_QUEUE, build_app
 from prepshelf.pipeline.embed import FakeEmbedder, default_model_dir
 from prepshelf.pipeline.model_info import read_model_info
 from prepshelf.settings import Settings
@@ -118,12 +118,20 @@ async def _make_store(pool: Pool) -> str:
     return store_id
 
 
-async def _attach(queue: procrastinate.App, pool: Pool, store_id: str, file_ids: list[str]) -> None:
+async def _attach(
+    queue: procrastinate.App, pool: Pool, store_id: str, file_ids: list[str], settings: Settings
+) -> None:
     strategy = resolve_chunking(None, read_model_info(default_model_dir(), "fake-embedder"))
     items = [AttachItem(file_id=f, attributes={}, chunking_strategy=strategy) for f in file_ids]
     async with pool.connection() as conn, conn.transaction():
         await attach_files(
-            queue, conn, project_id=PROJECT, store_id=store_id, items=items, file_batch_id=None
+            queue,
+            conn,
+            project_id=PROJECT,
+            store_id=store_id,
+            items=items,
+            file_batch_id=None,
+            small_file_max_bytes=settings.small_file_max_bytes,
         )
 
 
@@ -327,7 +335,11 @@ def _per_job(before: tuple[int, int], after: tuple[int, int], jobs: int) -> dict
 
 async def run(url: str, data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings(database_url=url, data_dir=data_dir, worker_nice=0)
-    concurrency = settings.ingest_concurrency
+    # One-line files go to the small files' lane (jobs/queue.py): measure that lane, and give
+    # the raw reference the same concurrency.
+    lane = SMALL_INGEST_QUEUE if settings.small_file_max_bytes > 0 else INGEST_QUEUE
+    small = lane == SMALL_INGEST_QUEUE
+    concurrency = settings.small_ingest_concurrency if small else settings.ingest_concurrency
     pool = await open_pool(url, min_size=1, max_size=2)
     queue = build_app(url, pool_size=2)  # the API's deferring app: only defers
     out: dict[str, Any] = {"jobs": args.jobs, "latency_jobs": args.latency_jobs}
@@ -361,24 +373,24 @@ async def run(url: str, data_dir: Path, args: argparse.Namespace) -> dict[str, A
             async with prepshelf_worker(settings, pool):
                 warm = await _make_files(pool, settings, 5)  # sandbox child, pools, caches
                 after = await _max_queue_id(pool)
-                await _attach(queue, pool, store_id, warm)
-                await _until(partial(_all_done, pool, "ingest", after, 5), timeout_s=120)
+                await _attach(queue, pool, store_id, warm, settings)
+                await _until(partial(_all_done, pool, lane, after, 5), timeout_s=120)
                 after = await _max_queue_id(pool)
                 profiler = cProfile.Profile() if args.profile else None
                 if profiler:
                     profiler.enable()
-                await _attach(queue, pool, store_id, thr_files)
-                await _until(partial(_all_done, pool, "ingest", after, args.jobs), timeout_s=1200)
+                await _attach(queue, pool, store_id, thr_files, settings)
+                await _until(partial(_all_done, pool, lane, after, args.jobs), timeout_s=1200)
                 if profiler:
                     profiler.disable()
                     profiler.dump_stats(args.profile)
-                ps_thr = await asyncio.to_thread(_queue_rows, url, "ingest", after)
+                ps_thr = await asyncio.to_thread(_queue_rows, url, lane, after)
                 after = await _max_queue_id(pool)
                 before = await _settled_counts(url)
                 for i, file_id in enumerate(lat_files):
-                    await _attach(queue, pool, store_id, [file_id])
-                    await _until(partial(_all_done, pool, "ingest", after, i + 1), timeout_s=120)
-                ps_lat = await asyncio.to_thread(_queue_rows, url, "ingest", after)
+                    await _attach(queue, pool, store_id, [file_id], settings)
+                    await _until(partial(_all_done, pool, lane, after, i + 1), timeout_s=120)
+                ps_lat = await asyncio.to_thread(_queue_rows, url, lane, after)
                 ps_io = _per_job(before, await _settled_counts(url), args.latency_jobs)
             print("prepshelf: done", file=sys.stderr)
     finally:

@@ -193,6 +193,18 @@ class Settings(BaseSettings, OcrSettings, UpstreamSettings):
         description="Files one worker process works on at once: while one is in the model, "
         "others parse, write, or wait to share its next call (small files share batches)",
     )
+    small_file_max_bytes: int = Field(
+        default=65536,
+        ge=0,
+        description="Files up to this size are ingested in a lane of their own, so they never "
+        "wait for a slot held by large files (0: one lane for every file)",
+    )
+    small_ingest_concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="Small files one worker process works on at once (their model calls are "
+        "shared: more in flight, larger calls)",
+    )
     parse_concurrency: int = Field(
         default=2, ge=1, description="Files one worker process parses at once (memory bound)"
     )

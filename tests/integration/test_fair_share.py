@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from prepshelf.jobs.queue import INGEST_QUEUE
+from prepshelf.jobs.queue import INGEST_QUEUE, SMALL_INGEST_QUEUE
 from prepshelf.store import queue_turns
 from support.postgres import TestPostgres as Postgres  # not collected as a test class
 from support.service import Service
@@ -37,12 +37,13 @@ def _attach(tenant: Tenant, store_id: str, n: int, tag: str) -> list[str]:
 
 
 def _fetch_order(svc: Service) -> list[str]:
-    """The project of each waiting ingest job, in the order the queue hands them out."""
+    """The project of each waiting small-file ingest job (the files here are a line each), in
+    the order the queue hands them out."""
     with svc.db() as db:
         rows = db.execute(
             """SELECT j.project_id FROM procrastinate_jobs q JOIN jobs j ON j.queue_job_id = q.id
                WHERE q.queue_name = %s AND q.status = 'todo' ORDER BY q.priority DESC, q.id""",
-            [INGEST_QUEUE],
+            [SMALL_INGEST_QUEUE],
         ).fetchall()
     return [r["project_id"] for r in rows]
 
@@ -80,11 +81,44 @@ def test_new_files_queue_behind_their_own_projects_files_only(desk: Service) -> 
         async with await psycopg.AsyncConnection.connect(
             desk.database_url, autocommit=True, row_factory=psycopg.rows.dict_row
         ) as conn:
-            return await queue_turns.rerank_waiting(conn, queue=INGEST_QUEUE)
+            return await queue_turns.rerank_waiting(conn, queue=SMALL_INGEST_QUEUE)
 
     assert asyncio.run(rerank()) > 0
     # Each project's k-th waiting file at -k; at equal rank the one queued first goes first.
     assert _fetch_order(desk) == [pa, pb, pb, pa, pb, pb, pb]
+
+
+def test_small_files_have_a_lane_of_their_own(desk: Service) -> None:
+    """Files up to PREPSHELF_SMALL_FILE_MAX_BYTES (64 KiB) queue in the small files' lane, the
+    rest in the main one: a one-paragraph file never waits for a slot a large file holds."""
+    tenant = new_tenant(desk, "lanes")
+    store = ok(tenant.http.post("/v1/vector_stores", json={"name": "lanes"}))["id"]
+    sizes = {"small.txt": 64 * 1024, "large.txt": 64 * 1024 + 1}
+    ids = {
+        name: ok(
+            tenant.http.post(
+                "/v1/files",
+                files={"file": (name, io.BytesIO(b"x" * size))},
+                data={"purpose": "assistants"},
+            )
+        )["id"]
+        for name, size in sizes.items()
+    }
+    ok(
+        tenant.http.post(
+            f"/v1/vector_stores/{store}/file_batches", json={"file_ids": list(ids.values())}
+        )
+    )
+    with desk.db() as db:
+        lanes = {
+            r["file_id"]: r["queue_name"]
+            for r in db.execute(
+                """SELECT j.file_id, q.queue_name FROM jobs j
+                   JOIN procrastinate_jobs q ON q.id = j.queue_job_id WHERE j.project_id = %s""",
+                [tenant.project_id],
+            ).fetchall()
+        }
+    assert lanes == {ids["small.txt"]: SMALL_INGEST_QUEUE, ids["large.txt"]: INGEST_QUEUE}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +126,8 @@ def svc(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     with Service(
         database_url,
         Path(tmp_path_factory.mktemp("fair")),
-        extra_env={"PREPSHELF_INGEST_CONCURRENCY": "1"},
+        # One file at a time in each lane: what is measured is the order the queue hands out.
+        extra_env={"PREPSHELF_INGEST_CONCURRENCY": "1", "PREPSHELF_SMALL_INGEST_CONCURRENCY": "1"},
     ) as service:
         yield service
 

@@ -89,7 +89,7 @@ def serve(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve]:
     server = Serve(tmp_path_factory.mktemp("first-hour"))
     server.start()
     try:
-        server.wait(lambda b: b.get("live_workers", 0) >= 1 and b.get("live_sub_workers", 0) >= 4)
+        server.wait(lambda b: b.get("live_workers", 0) >= 1 and b.get("live_sub_workers", 0) >= 5)
         yield server
     finally:
         server.stop()
@@ -113,7 +113,7 @@ def test_serve_says_where_it_listens_and_readyz_counts_processes(serve: Serve) -
     assert server["url"] == f"http://127.0.0.1:{serve.port}"
     body = serve.readyz()
     assert body["live_workers"] == 1  # --workers 1: one worker process
-    assert body["live_sub_workers"] == 4  # its ingest, batches, runs and maintenance consumers
+    assert body["live_sub_workers"] == 5  # ingest, small-file ingest, batches, runs, maintenance
     assert "processes" in body["workers_counted"]
     assert body["query_model"]["status"] in ("loading", "ready")
     assert f"--data-dir {serve.data_dir}" in serve.log.read_text()

@@ -73,7 +73,8 @@ def test_sweep_releases_fails_and_ends_orphans(database_url: str, tmp_path: Path
             async with app.open_async():
                 async with pool.connection() as conn:
                     ids = ["job-again", "job-spent", "job-orphan", "job-members"]
-                    qids = await defer_ingest_jobs(app, conn, ids)
+                    # One stalled job in each lane: the sweeper watches both.
+                    qids = await defer_ingest_jobs(app, conn, ids, small={"job-again"})
                     for job_id, qid in zip(ids, qids, strict=True):
                         await conn.execute(
                             "UPDATE jobs SET queue_job_id = %s WHERE id = %s", [qid, job_id]

@@ -20,6 +20,8 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
+from prepshelf.api.routes.health import QUEUES_CONSUMED
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -142,11 +144,11 @@ class Service:
         while time.monotonic() < deadline:
             try:
                 body = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).json()
-                # live_workers counts worker processes; each runs four sub-workers (ingest,
-                # batches, runs, maintenance queues): wait until all of them take work.
+                # live_workers counts worker processes; each runs one sub-worker per queue it
+                # consumes (QUEUES_CONSUMED): wait until all of them take work.
                 if (
                     body.get("live_workers", 0) >= min_workers
-                    and body.get("live_sub_workers", 0) >= 4 * min_workers
+                    and body.get("live_sub_workers", 0) >= len(QUEUES_CONSUMED) * min_workers
                 ):
                     return
             except (httpx.HTTPError, ValueError):

@@ -23,7 +23,7 @@ from psycopg import AsyncConnection
 
 from prepshelf import metrics
 from prepshelf.api.metrics_evals import eval_families
-from prepshelf.jobs.queue import INGEST_QUEUE, MAINTENANCE_QUEUE
+from prepshelf.jobs.queue import INGEST_QUEUE, MAINTENANCE_QUEUE, SMALL_INGEST_QUEUE
 from prepshelf.store import job_readouts
 from prepshelf.store import workers as workers_db
 
@@ -46,7 +46,8 @@ async def database_families(conn: AsyncConnection[Any]) -> list[GaugeMetricFamil
     queue = GaugeMetricFamily(
         "prepshelf_queue_depth", "Queue messages waiting for a worker (todo)", labels=["queue"]
     )
-    depth = {INGEST_QUEUE: 0, MAINTENANCE_QUEUE: 0} | await workers_db.queue_depths(conn)
+    depth = {INGEST_QUEUE: 0, SMALL_INGEST_QUEUE: 0, MAINTENANCE_QUEUE: 0}
+    depth |= await workers_db.queue_depths(conn)
     for name, n in sorted(depth.items()):
         queue.add_metric([name], n)
 
@@ -64,8 +65,8 @@ async def database_families(conn: AsyncConnection[Any]) -> list[GaugeMetricFamil
     workers.add_metric([], live.processes)
     sub_workers = GaugeMetricFamily(
         "prepshelf_live_sub_workers",
-        "Queue consumers (ingest, batches, runs, maintenance; four per worker process) "
-        "beating in 60 s",
+        "Queue consumers (ingest, ingest_small, batches, runs, maintenance; "
+        "five per worker process) beating in 60 s",
     )
     sub_workers.add_metric([], live.sub_workers)
     return [queue, jobs, workers, sub_workers]

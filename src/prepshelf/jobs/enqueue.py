@@ -35,6 +35,7 @@ async def attach_files(
     store_id: str,
     items: list[AttachItem],
     file_batch_id: str | None,
+    small_file_max_bytes: int,
 ) -> None:
     """Add files to a store and queue one ingest job per file that needs work.
 
@@ -45,8 +46,8 @@ async def attach_files(
     # Last mention of a file wins, as if the items were applied in order.
     by_id = {item.file_id: item for item in items}
     ids = list(by_id)
-    known = await files_db.existing_file_ids(conn, project_id=project_id, file_ids=ids)
-    missing = sorted(set(ids) - known)
+    sizes = await files_db.file_sizes(conn, project_id=project_id, file_ids=ids)
+    missing = sorted(set(ids) - set(sizes))
     if missing:
         raise NotFoundError(f"No such File object: {', '.join(missing[:5])}", param="file_id")
 
@@ -87,7 +88,8 @@ async def attach_files(
             for fid in run
         ],
     )
-    queue_ids = await defer_ingest_jobs(app, conn, [job_ids[fid] for fid in run])
+    small = {job_ids[fid] for fid in run if sizes[fid] <= small_file_max_bytes}
+    queue_ids = await defer_ingest_jobs(app, conn, [job_ids[fid] for fid in run], small)
     await queue_turns.place_in_line(conn, queue_job_ids=queue_ids, ahead=ahead)
     await jobs_db.set_queue_job_ids(
         conn, list(zip([job_ids[f] for f in run], queue_ids, strict=True))

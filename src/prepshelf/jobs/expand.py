@@ -180,6 +180,7 @@ async def _attach_members(
                 for fid, *_ in children
             ],
             file_batch_id=vsf.file_batch_id,
+            small_file_max_bytes=res.settings.small_file_max_bytes,
         )
         await jobs_db.start_waiting_for_members(
             conn, job_id=job.id, members=len(children), result=summary

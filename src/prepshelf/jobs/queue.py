@@ -12,6 +12,11 @@ import procrastinate
 from psycopg import AsyncConnection
 
 INGEST_QUEUE = "ingest"
+# Files up to `small_file_max_bytes` have a lane (and a sub-worker) of their own: a one-
+# paragraph file never waits for a slot held by a large file, and many of them in flight
+# share model calls.
+SMALL_INGEST_QUEUE = "ingest_small"
+INGEST_QUEUES = (INGEST_QUEUE, SMALL_INGEST_QUEUE)
 MAINTENANCE_QUEUE = "maintenance"
 INGEST_TASK = "prepshelf.ingest_file"
 BATCH_QUEUE = "batches"  # /v1/batches: its own sub-worker, so ingest never waits
@@ -31,14 +36,20 @@ def build_app(
 
 
 async def defer_ingest_jobs(
-    app: procrastinate.App, conn: AsyncConnection[Any], job_ids: list[str]
+    app: procrastinate.App, conn: AsyncConnection[Any], job_ids: list[str], small: set[str]
 ) -> list[int]:
-    """Queue one ingest job per id on `conn` (caller's transaction); return queue job ids."""
-    if not job_ids:
-        return []
-    deferrer = app.configure_task(INGEST_TASK, queue=INGEST_QUEUE, connection=conn)
-    kwargs: list[dict[str, Any]] = [{"job_id": jid} for jid in job_ids]
-    return await deferrer.batch_defer_async(*kwargs)
+    """Queue one ingest job per id on `conn` (caller's transaction), those in `small` in the
+    small files' lane; return the queue job ids in the order of `job_ids`."""
+    queue_ids: dict[str, int] = {}
+    for queue in INGEST_QUEUES:
+        lane = [jid for jid in job_ids if (jid in small) == (queue == SMALL_INGEST_QUEUE)]
+        if not lane:
+            continue
+        deferrer = app.configure_task(INGEST_TASK, queue=queue, connection=conn)
+        kwargs: list[dict[str, Any]] = [{"job_id": jid} for jid in lane]
+        ids = await deferrer.batch_defer_async(*kwargs)
+        queue_ids |= dict(zip(lane, ids, strict=True))
+    return [queue_ids[jid] for jid in job_ids]
 
 
 async def cancel_queued(app: procrastinate.App, queue_job_ids: list[int]) -> None:

@@ -14,7 +14,7 @@ import procrastinate
 from procrastinate.jobs import Status
 
 from prepshelf.domain.job_errors import job_error_message
-from prepshelf.jobs.queue import BATCH_QUEUE, INGEST_QUEUE
+from prepshelf.jobs.queue import BATCH_QUEUE, INGEST_QUEUES
 from prepshelf.jobs.runs import RUNS_QUEUE
 from prepshelf.settings import Settings
 from prepshelf.store import batches as batches_db
@@ -31,7 +31,7 @@ async def sweep(app: procrastinate.App, pool: Pool, settings: Settings) -> dict[
     requeued = failed = orphans = 0
     stalled = [
         qjob
-        for queue in (INGEST_QUEUE, BATCH_QUEUE, RUNS_QUEUE)
+        for queue in (*INGEST_QUEUES, BATCH_QUEUE, RUNS_QUEUE)
         for qjob in await app.job_manager.get_stalled_jobs(
             queue=queue, seconds_since_heartbeat=settings.stall_timeout_s
         )
@@ -79,7 +79,8 @@ async def sweep(app: procrastinate.App, pool: Pool, settings: Settings) -> dict[
     async with pool.connection() as conn:
         await jobs_db.settle_waiting_archives(conn)  # safety net; members settle them
         # Fair share: a project's waiting ingest jobs keep their order, renumbered from 0.
-        await queue_turns.rerank_waiting(conn, queue=INGEST_QUEUE)
+        for queue in INGEST_QUEUES:
+            await queue_turns.rerank_waiting(conn, queue=queue)
     if requeued or failed or orphans:
         log.warning("sweeper: requeued %d, failed %d, orphans %d", requeued, failed, orphans)
     return {"requeued": requeued, "failed": failed, "orphans": orphans}

@@ -308,6 +308,7 @@ async def _commit(
                     store_id=store_id,
                     items=items,
                     file_batch_id=batch_id,
+                    small_file_max_bytes=ctx.res.settings.small_file_max_bytes,
                 )
             for file_id, stamp in plan.restamp:
                 await syncs_db.set_stamp(conn, store_id=store_id, file_id=file_id, stamp=stamp)

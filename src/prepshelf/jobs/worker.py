@@ -30,6 +30,7 @@ from prepshelf.jobs.queue import (
     INGEST_QUEUE,
     INGEST_TASK,
     MAINTENANCE_QUEUE,
+    SMALL_INGEST_QUEUE,
     build_app,
 )
 from prepshelf.jobs.resources import WorkerResources
@@ -50,7 +51,13 @@ from prepshelf.upstream_config import load_upstreams
 log = logging.getLogger(__name__)
 
 # One procrastinate sub-worker per queue in each worker process.
-SUB_WORKER_QUEUES = (INGEST_QUEUE, BATCH_QUEUE, RUNS_QUEUE, MAINTENANCE_QUEUE)
+SUB_WORKER_QUEUES = (
+    INGEST_QUEUE,
+    SMALL_INGEST_QUEUE,
+    BATCH_QUEUE,
+    RUNS_QUEUE,
+    MAINTENANCE_QUEUE,
+)
 _DB_WAIT_S = 300.0  # how long a worker waits for a lost database before giving up
 _MAX_QUICK_RESTARTS = 10
 
@@ -93,7 +100,12 @@ async def run_worker(settings: Settings) -> None:
     pool = await open_pool(
         settings.database_url,
         min_size=1,
-        max_size=max(8 if upstream_config.upstreams else 4, settings.ingest_concurrency + 2),
+        # Small files hold a connection only for their few short statements: a quarter of
+        # their lane's slots is room enough.
+        max_size=max(
+            8 if upstream_config.upstreams else 4,
+            settings.ingest_concurrency + 2 + settings.small_ingest_concurrency // 4,
+        ),
     )
     worker_name = f"{socket.gethostname()}:{os.getpid()}"
     upstreams = (
@@ -160,7 +172,13 @@ async def _run_until_stopped(app: procrastinate.App, res: WorkerResources) -> No
     while True:
         started = time.monotonic()
         lost = await _run_sub_workers(
-            app, res.worker_name, stopping, ingest_concurrency=res.settings.ingest_concurrency
+            app,
+            res.worker_name,
+            stopping,
+            concurrency={
+                INGEST_QUEUE: res.settings.ingest_concurrency,
+                SMALL_INGEST_QUEUE: res.settings.small_ingest_concurrency,
+            },
         )
         if stopping.is_set():
             return
@@ -194,7 +212,7 @@ async def _run_sub_workers(
     name: str,
     stopping: asyncio.Event | None = None,
     *,
-    ingest_concurrency: int = 1,
+    concurrency: dict[str, int] | None = None,
 ) -> BaseException | None:
     """Run until a signal (returns None) or until a sub-worker stops by itself (returns why)."""
     stopping = stopping or asyncio.Event()
@@ -202,18 +220,16 @@ async def _run_sub_workers(
         asyncio.create_task(
             app.run_worker_async(
                 queues=[queue],
-                concurrency=concurrency,
+                concurrency=(concurrency or {}).get(queue, 1),
                 name=f"{name}/{queue}",
                 install_signal_handlers=False,
             )
         )
-        # Separate sub-workers: a long embedding batch never holds up file ingestion, and the
-        # sweeper runs while both are busy. Several ingest jobs at once let one file parse
-        # while another is embedded (the model itself runs one call at a time).
-        for queue, concurrency in (
-            (queue, ingest_concurrency if queue == INGEST_QUEUE else 1)
-            for queue in SUB_WORKER_QUEUES
-        )
+        # Separate sub-workers: a long embedding batch never holds up file ingestion, small
+        # files never wait for a slot held by a large one, and the sweeper runs while all are
+        # busy. Several ingest jobs at once let one file parse while another is embedded (the
+        # model itself runs one call at a time).
+        for queue in SUB_WORKER_QUEUES
     ]
     loop = asyncio.get_running_loop()
 

@@ -70,16 +70,17 @@ async def delete_file(conn: AsyncConnection[Any], *, project_id: str, file_id: s
     return typed(File, row) if row else None
 
 
-async def existing_file_ids(
+async def file_sizes(
     conn: AsyncConnection[Any], *, project_id: str, file_ids: list[str]
-) -> set[str]:
-    """Which of `file_ids` are files of the project."""
+) -> dict[str, int]:
+    """Size in bytes of each of `file_ids` that is a file of the project."""
     rows = await (
         await conn.execute(
-            "SELECT id FROM files WHERE project_id = %s AND id = ANY(%s)", [project_id, file_ids]
+            "SELECT id, bytes FROM files WHERE project_id = %s AND id = ANY(%s)",
+            [project_id, file_ids],
         )
     ).fetchall()
-    return {r["id"] for r in rows}
+    return {r["id"]: int(r["bytes"]) for r in rows}
 
 
 async def known_blob_keys(conn: AsyncConnection[Any], *, keys: list[str]) -> set[str]:

@@ -65,6 +65,7 @@ async def create_file_batch(
             store_id=vector_store_id,
             items=items,
             file_batch_id=batch_id,
+            small_file_max_bytes=request.app.state.settings.small_file_max_bytes,
         )
     return file_batch_object(await _load_batch(conn, vector_store_id, batch_id))
 

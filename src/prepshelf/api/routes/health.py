@@ -9,7 +9,7 @@ from prepshelf.store import workers as workers_db
 
 # The queues each `prepshelf worker` process consumes, one sub-worker each (written out here so
 # the front desk does not import the worker; tests/unit/test_health_wording.py keeps it true).
-QUEUES_CONSUMED = ("ingest", "batches", "runs", "maintenance")
+QUEUES_CONSUMED = ("ingest", "ingest_small", "batches", "runs", "maintenance")
 
 router = APIRouter(tags=["health"])
 

@@ -107,6 +107,7 @@ async def retry_job(
             store_id=store_id,
             items=[AttachItem(file_id, vsf.attributes, vsf.chunking_strategy)],
             file_batch_id=vsf.file_batch_id,
+            small_file_max_bytes=request.app.state.settings.small_file_max_bytes,
         )
     new = await stores_db.get_store_file(conn, store_id=store_id, file_id=file_id)
     assert new is not None and new.job_id is not None  # attach_files just gave it a job

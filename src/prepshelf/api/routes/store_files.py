@@ -54,6 +54,7 @@ async def create_vector_store_file(
             store_id=vector_store_id,
             items=[AttachItem(body.file_id, body.attributes or {}, chunking)],
             file_batch_id=None,
+            small_file_max_bytes=request.app.state.settings.small_file_max_bytes,
         )
     return vector_store_file_object(await _load_file(conn, vector_store_id, body.file_id))
 

@@ -59,6 +59,7 @@ async def create_vector_store(
                 store_id=store_id,
                 items=[AttachItem(fid, {}, chunking) for fid in body.file_ids],
                 file_batch_id=None,
+                small_file_max_bytes=request.app.state.settings.small_file_max_bytes,
             )
     return vector_store_object(await load_store(conn, project, store_id), _now())
 
