@@ -209,9 +209,10 @@ class Settings(BaseSettings, OcrSettings, UpstreamSettings):
         default=2, ge=1, description="Files one worker process parses at once (memory bound)"
     )
     embed_call_max_texts: int = Field(
-        default=256,
+        default=64,
         gt=0,
-        description="Texts one local-model call takes from the jobs waiting for it",
+        description="Texts one local-model call takes from the jobs waiting for it (a call "
+        "holds every text in it until it ends: short calls let another project's file in)",
     )
     embed_checkpoint_rows: int = Field(
         default=128, gt=0, description="Chunks embedded and written per checkpoint"

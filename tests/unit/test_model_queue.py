@@ -96,9 +96,29 @@ def test_another_owners_request_rides_the_next_call_ahead_of_a_backlog() -> None
 
     asyncio.run(run())
     # FIFO would give [t-0], [1, 101, 2, 102], [3, 103, 4, 104], [999]: the small project's
-    # text would wait for the whole backlog. Owners in turn put it in the second call.
-    assert model.calls[1] == ["t-1", "t-101", "t-999"]
+    # text would wait for the whole backlog. Owners in turn (the one not served yet first)
+    # put it in the second call.
+    assert model.calls[1] == ["t-999", "t-1", "t-101"]
     assert sorted(t for call in model.calls for t in call) == sorted(
         ["t-0", "t-999", *(f"t-{i}" for i in range(1, 5)), *(f"t-{i + 100}" for i in range(1, 5))]
     )
     assert max(len(c) for c in model.calls) <= 4
+
+
+def test_an_owner_not_served_yet_goes_first_even_behind_a_large_request() -> None:
+    """A request larger than a call must not keep another project out: the owner served
+    longest ago starts the next call."""
+    model = SlowEmbedder()
+    queue = ModelQueue(model, max_texts=4)  # type: ignore[arg-type]
+
+    async def run() -> None:
+        first = asyncio.ensure_future(queue.embed([f"t-{i}" for i in range(5)], owner="big"))
+        await asyncio.sleep(0.01)
+        backlog = [queue.embed([f"t-{i}" for i in range(k, k + 5)], owner="big") for k in (10, 20)]
+        small = queue.embed(["t-999"], owner="small")
+        await asyncio.gather(first, *backlog, small)
+
+    asyncio.run(run())
+    # First come would run [0-4], [10-14], [20-24], [999]; the small project goes second.
+    assert model.calls[1] == ["t-999"]
+    assert [len(c) for c in model.calls] == [5, 1, 5, 5]

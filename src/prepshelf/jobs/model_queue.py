@@ -10,10 +10,12 @@ A job alone waits for nothing: its call starts at once.
 Each caller gets its own vectors, in its order, and the model time its texts cost (their
 share of the call); an error in a call is raised to every job whose texts were in it.
 
-A call takes the waiting texts owner by owner (a project), one request of each in turn, in
-the order the owners first asked: one project's backlog of checkpoints fills a call only
-after every other project's request went in, so another project's small file rides the very
-next call instead of waiting for the backlog.
+A call takes the waiting texts owner by owner (a project), one request of each in turn,
+starting with the owner served longest ago: one project's backlog of checkpoints fills a
+call only after every other project's request went in, so another project's small file
+rides the very next call instead of waiting for the backlog. Calls stay short (`max_texts`,
+64 by default: the model batches 32 at a time inside a call anyway), because every text in
+a call waits for the whole call.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class ModelQueue:
         # Its own thread: a model call never waits for a free thread behind parses and writes.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
         self.calls = 0  # model calls made (for tests and benchmarks)
+        self._served: dict[str, int] = {}  # owner -> the last call that took its texts
 
     async def embed(
         self, texts: Sequence[str], *, owner: str = ""
@@ -97,9 +100,12 @@ class ModelQueue:
 
     def _take(self) -> list[_Ask]:
         """The next call's requests: owners in turn, up to `max_texts` (always at least one)."""
-        turns: dict[str, deque[_Ask]] = {}
+        queued: dict[str, deque[_Ask]] = {}
         for ask in self._waiting:  # dicts keep the order owners first asked in
-            turns.setdefault(ask.owner, deque()).append(ask)
+            queued.setdefault(ask.owner, deque()).append(ask)
+        # Served longest ago first (never: first of all); among equals, first asked first.
+        order = sorted(queued, key=lambda owner: self._served.get(owner, -1))
+        turns = {owner: queued[owner] for owner in order}
         taken: list[_Ask] = []
         count = 0
         while turns:
@@ -113,6 +119,11 @@ class ModelQueue:
                 count += len(ask.texts)
                 if not asks:
                     del turns[owner]
+        for ask in taken:
+            self._served[ask.owner] = self.calls
+        if len(self._served) > 10_000:  # owners come and go: forget the oldest
+            for owner in sorted(self._served, key=self._served.__getitem__)[:5_000]:
+                del self._served[owner]
         chosen = {id(ask) for ask in taken}
         self._waiting = [ask for ask in self._waiting if id(ask) not in chosen]
         return taken
