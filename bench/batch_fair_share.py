@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,8 +27,8 @@ import openai
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support.postgres import TestPostgres
-from support.service import REAL_MODEL, Service
+from support.postgres import throwaway_service
+from support.service import REAL_MODEL
 from support.tenants import new_tenant
 
 MODEL = "all-MiniLM-L6-v2"
@@ -66,11 +64,7 @@ def _until(client: openai.OpenAI, batch_id: str, statuses: set[str], timeout_s: 
 
 
 def run(label: str, lines: int, env: dict[str, str]) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix=f"fair-{label}-"))
-    pg = TestPostgres(folder / "pg").start()
-    svc = Service(pg.new_database(), folder / "data", workers=1, extra_env=env)
-    try:
-        svc.start()
+    with throwaway_service(f"fair-{label}", extra_env=env) as svc:
         clients = {}
         for name in ("a", "b"):
             tenant = new_tenant(svc, name)
@@ -91,10 +85,6 @@ def run(label: str, lines: int, env: dict[str, str]) -> dict[str, Any]:
         _until(clients["a"], big.id, {"completed"}, 3600)
         result["big_rest_s"] = round(time.monotonic() - started, 1)
         return result
-    finally:
-        svc.stop()
-        pg.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:

@@ -22,16 +22,14 @@ import argparse
 import io
 import json
 import random
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from support.postgres import TestPostgres
+from support.postgres import throwaway_service
 from support.service import REAL_MODEL, Service
 from support.tenants import new_tenant, ok
 
@@ -104,11 +102,7 @@ def _jobs(svc: Service, project_id: str) -> list[dict[str, Any]]:
 
 
 def run(label: str, env: dict[str, str], backlog: list[str], small: str) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix=f"fairness-{label}-"))
-    pg = TestPostgres(folder / "pg").start()
-    svc = Service(pg.new_database(), folder / "data", workers=1, extra_env={**REAL_MODEL, **env})
-    try:
-        svc.start()
+    with throwaway_service(f"fairness-{label}", extra_env={**REAL_MODEL, **env}) as svc:
         a, b = new_tenant(svc, "a"), new_tenant(svc, "b")
         store_a = ok(a.http.post("/v1/vector_stores", json={"name": "backlog"}))["id"]
         store_b = ok(b.http.post("/v1/vector_stores", json={"name": "one"}))["id"]
@@ -144,10 +138,6 @@ def run(label: str, env: dict[str, str], backlog: list[str], small: str) -> dict
             "backlog_done_before_it": f"{a_before}/{len(backlog)}",
             "backlog_s": round(time.monotonic() - started, 1),
         }
-    finally:
-        svc.stop()
-        pg.stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main() -> None:

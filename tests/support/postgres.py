@@ -6,8 +6,12 @@ clone of it (CREATE DATABASE … TEMPLATE), which takes milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ from psycopg.rows import dict_row
 
 from prepshelf.embedded import EmbeddedPostgres
 from prepshelf.store.migrate import apply_migrations
+from support.service import Service
 
 TEMPLATE = "prepshelf_template"
 
@@ -54,3 +59,21 @@ class TestPostgres:
         if os.environ.get("PREPSHELF_KEEP_TEST_DB"):
             return
         self._embedded.stop()
+
+
+@contextlib.contextmanager
+def throwaway_service(
+    label: str, *, workers: int = 1, extra_env: dict[str, str] | None = None
+) -> Iterator[Service]:
+    """A started service on a PostgreSQL server of its own in a temporary folder, all of it
+    stopped and removed afterwards (benchmarks that compare settings run one per setting)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"{label}-"))
+    pg = TestPostgres(folder / "pg").start()
+    svc = Service(pg.new_database(), folder / "data", workers=workers, extra_env=extra_env)
+    try:
+        svc.start()
+        yield svc
+    finally:
+        svc.stop()
+        pg.stop()
+        shutil.rmtree(folder, ignore_errors=True)
