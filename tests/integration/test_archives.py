@@ -137,11 +137,13 @@ def _expanding_archive(
     service: Service, tmp_path: Path, store: str
 ) -> tuple[Any, Any, Any, dict[str, Any] | None]:
     """A 12-member ZIP attached to a new store, returned once its members exist or once the
-    archive has ended: (client, store, uploaded file, the archive's row if it ended first)."""
+    archive has ended: (client, store, uploaded file, the archive's row if it ended first).
+    Each member is over 64 KiB, so members run in the main lane, a few at a time, and are
+    still running when the tests act (small files would all finish at once in theirs)."""
     big = tmp_path / "many.zip"
     with zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as zf:
         for i in range(12):
-            zf.writestr(f"part-{i}.txt", f"section {i}: " + "harbour tides and cargo. " * 400)
+            zf.writestr(f"part-{i}.txt", f"section {i}: " + "harbour tides and cargo. " * 2800)
     client = service.openai()
     vs = client.vector_stores.create(name=store)
     with big.open("rb") as fh:
