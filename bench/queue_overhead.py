@@ -376,6 +376,8 @@ async def run(url: str, data_dir: Path, args: argparse.Namespace) -> dict[str, A
                 await _attach(queue, pool, store_id, warm, settings)
                 await _until(partial(_all_done, pool, lane, after, 5), timeout_s=120)
                 after = await _max_queue_id(pool)
+                if args.statements:
+                    await asyncio.to_thread(_reset_statements, url)
                 profiler = cProfile.Profile() if args.profile else None
                 if profiler:
                     profiler.enable()
@@ -385,6 +387,8 @@ async def run(url: str, data_dir: Path, args: argparse.Namespace) -> dict[str, A
                     profiler.disable()
                     profiler.dump_stats(args.profile)
                 ps_thr = await asyncio.to_thread(_queue_rows, url, lane, after)
+                if args.statements:
+                    out["statements"] = await asyncio.to_thread(_statements, url, args.jobs)
                 after = await _max_queue_id(pool)
                 before = await _settled_counts(url)
                 for i, file_id in enumerate(lat_files):
@@ -417,6 +421,25 @@ async def run(url: str, data_dir: Path, args: argparse.Namespace) -> dict[str, A
     return out
 
 
+def _reset_statements(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        conn.execute("SELECT pg_stat_statements_reset()")
+
+
+def _statements(url: str, jobs: int) -> list[dict[str, Any]]:
+    """Statements of the throughput drain (the bench's own polling included), per job."""
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        return conn.execute(
+            """SELECT round(calls::numeric / %s, 2) AS per_job,
+                      round(total_exec_time::numeric / %s, 3) AS ms_per_job,
+                      left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS query
+               FROM pg_stat_statements WHERE calls >= %s / 2
+               ORDER BY calls DESC, total_exec_time DESC""",
+            [jobs, jobs, jobs],
+        ).fetchall()
+
+
 def report(out: dict[str, Any]) -> None:
     raw, ps = out["raw"], out["prepshelf"]
     print(
@@ -447,6 +470,10 @@ def report(out: dict[str, Any]) -> None:
         f"{'added by prepshelf (total)':<28} {added['p50']:>8.1f} {added['p99']:>8.1f} "
         f"{ps['latency']['total']['mean'] - raw['latency']['total']['mean']:>8.1f}"
     )
+    if out.get("statements"):
+        print(f"\n{'statements per job (throughput drain)':<40} {'calls':>6} {'ms':>7}")
+        for row in out["statements"]:
+            print(f"  {row['query']:<100} {row['per_job']:>6} {row['ms_per_job']:>7}")
 
 
 def main() -> None:
@@ -460,6 +487,11 @@ def main() -> None:
         help="server setting for the run; off = commits do not wait for the disk [on]",
     )
     parser.add_argument("--profile", type=Path, help="cProfile of the prepshelf drain")
+    parser.add_argument(
+        "--statements",
+        action="store_true",
+        help="load pg_stat_statements and print the drain's statements per job",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="queue-bench-") as tmp:
@@ -470,6 +502,11 @@ def main() -> None:
                 conn.execute("CREATE DATABASE queue_bench")
             url = make_conninfo(admin, dbname="queue_bench")
             apply_migrations(url)
+            if args.statements:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
+                server.stop()
+                admin = server.start()
             with psycopg.connect(admin, autocommit=True) as conn:
                 # A diagnostic: `off` shows how much of each job is waiting for WAL flushes.
                 conn.execute(f"ALTER SYSTEM SET synchronous_commit = {args.synchronous_commit}")
