@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from psycopg.types.json import Jsonb
 
-from prepshelf.domain.jobs import JobAttempt
+from prepshelf.domain.jobs import JobAttempt, StageTimes, WholeFileCheckpoint
 from prepshelf.jobs.stage_clock import StageClock
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store.db import open_pool
@@ -146,11 +146,55 @@ def test_a_failure_after_unwritten_stages_keeps_their_times(database_url: str) -
     assert row["stage_durations"].keys() == {"parsing", "chunking"}
 
 
+def _finish_whole_file(database_url: str, job_id: str) -> Any:
+    async def main() -> Any:
+        pool = await open_pool(database_url, max_size=1)
+        try:
+            times = StageTimes(stage=None, started_ago_s=0.0, closed={"indexing": 0.01})
+            checkpoint = WholeFileCheckpoint(chunks=3, computed=2, timings={"embedding.model": 0.5})
+            async with pool.connection() as conn, conn.transaction():
+                return await jobs_db.finish_whole_file(
+                    conn,
+                    job=JobAttempt(job_id, 1, "w"),
+                    checkpoint=checkpoint,
+                    usage_bytes=42,
+                    times=times,
+                    archive_member=False,
+                )
+        finally:
+            await pool.close()
+
+    return asyncio.run(main())
+
+
+def test_whole_file_finish_records_its_checkpoint_with_the_success(database_url: str) -> None:
+    job_id = _running_job(database_url, "whole")
+    finished = _finish_whole_file(database_url, job_id)
+    assert finished is not None and finished.status == "succeeded"
+    row = _row(database_url, job_id)
+    assert (row["status"], row["progress_done"], row["progress_total"]) == ("succeeded", 3, 3)
+    assert (row["embeddings_computed"], row["embeddings_cached"]) == (2, 1)
+    assert (row["checkpoints_embedded"], row["checkpoints_reused"]) == (1, 0)
+    assert row["stage_durations"] == {"indexing": 0.01, "embedding.model": 0.5}
+    vsf = sql(database_url, "SELECT * FROM vector_store_files WHERE job_id = %s", [job_id])[0]
+    assert (vsf["status"], vsf["usage_bytes"]) == ("completed", 42)
+
+
+def test_whole_file_finish_writes_nothing_once_cancel_was_requested(database_url: str) -> None:
+    job_id = _running_job(database_url, "whole-cancelled")
+    sql(database_url, "UPDATE jobs SET cancel_requested = true WHERE id = %s", [job_id])
+    assert _finish_whole_file(database_url, job_id) is None
+    row = _row(database_url, job_id)
+    assert (row["status"], row["progress_done"]) == ("running", 0)
+    vsf = sql(database_url, "SELECT * FROM vector_store_files WHERE job_id = %s", [job_id])[0]
+    assert vsf["status"] == "in_progress"
+
+
 def test_a_small_file_shows_running_then_succeeded_with_every_stage_timed(
     service: Service,
 ) -> None:
     """Through the service: a one-paragraph file's job tells its subscribers created,
-    running, its one checkpoint (in the embedding stage) and its success; no event for the
+    running and its success, which carries its one checkpoint's progress; no event for the
     stages that came and went in milliseconds, but their seconds are all on the job."""
     client = service.openai()
     store = client.vector_stores.create(name="stage-writes")
@@ -168,11 +212,14 @@ def test_a_small_file_shows_running_then_succeeded_with_every_stage_timed(
                     break
         job = http.get(f"/v1/jobs/{attached['job_id']}").json()
     kinds = [f.event for f in seen]
-    assert kinds == ["job.created", "job.running", "job.stage", "job.succeeded"], kinds
-    # The one stage event is the finishing commit's checkpoint, with the stage it counts in.
-    checkpoint = seen[2].data
-    assert checkpoint is not None and checkpoint["stage"] == "embedding"
-    assert checkpoint["progress"] == {"done": 1, "total": 1, "unit": "chunks"}
+    assert kinds == ["job.created", "job.running", "job.succeeded"], kinds
+    # The checkpoint and the finish are one row update in one commit: one event.
+    succeeded = seen[2].data
+    assert succeeded is not None and succeeded["progress"] == {
+        "done": 1,
+        "total": 1,
+        "unit": "chunks",
+    }
     assert job["status"] == "succeeded" and job["progress"]["done"] == job["progress"]["total"]
     assert job["stage_durations"].keys() >= STAGES
 

@@ -45,6 +45,17 @@ class StageTimes:
 
 
 @dataclass(frozen=True)
+class WholeFileCheckpoint:
+    """The one checkpoint of a file embedded at once, recorded by the write that finishes
+    its job: `chunks` stored with vectors, `computed` of them by the model (the rest from the
+    cache), and the model's own seconds (`timings`, added to stage_durations)."""
+
+    chunks: int
+    computed: int
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True)
 class IngestJob:
     """An ingest job as its worker claimed it: one file of one vector store."""
 

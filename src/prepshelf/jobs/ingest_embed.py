@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from prepshelf import metrics
-from prepshelf.domain.jobs import IngestJob
+from prepshelf.domain.jobs import IngestJob, WholeFileCheckpoint
 from prepshelf.jobs.ingest_attempt import IngestAttempt
 from prepshelf.jobs.ingest_context import IngestContext
 from prepshelf.jobs.ingest_errors import JobCancelled, StageError
@@ -76,26 +76,18 @@ async def embed_whole_file(
                 new_digests=fresh,
             )
             await write_result(conn, job, result)
-            if await job_progress.record_checkpoint(
-                conn,
-                job_id=job.id,
-                done=len(rows),
-                computed=len(fresh),
-                cached=len(rows) - len(fresh),
-                timings=timings,
-                chunks_stored=True,
-                progress_total=len(rows),
-                progress_unit="chunks",
-                stage="embedding",
-            ):
-                raise JobCancelled("cancel requested")  # rolled back: nothing to clear
-            finished = await jobs_db.finish_succeeded(
+            finished = await jobs_db.finish_whole_file(
                 conn,
                 job=job,
+                checkpoint=WholeFileCheckpoint(
+                    chunks=len(rows), computed=len(fresh), timings=timings
+                ),
                 usage_bytes=sum(len(r[1].encode()) for r in rows),
                 times=times,
                 archive_member=ctx.source.archive_member,
             )
+            if finished is None:
+                raise JobCancelled("cancel requested")  # rolled back: nothing to clear
     except psycopg.errors.ForeignKeyViolation as exc:
         raise JobCancelled("the file left the store") from exc
     except (JobCancelled, asyncio.CancelledError):
@@ -104,8 +96,7 @@ async def embed_whole_file(
         stage = attempt.stage or "embedding"  # the model's call, or the write after it
         raise StageError(stage, exc, batch=0, chunk_index=rows[0][0]) from exc
     metrics.chunks_embedded(res.embedder, len(rows))
-    if finished is not None:
-        metrics.observe_finished(finished)
+    metrics.observe_finished(finished)
 
 
 async def embed_all(res: WorkerResources, job: IngestJob, model: str) -> None:

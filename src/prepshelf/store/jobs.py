@@ -12,7 +12,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from prepshelf.domain.jobs import IngestJob, JobRef, StageTimes
+from prepshelf.domain.jobs import IngestJob, JobRef, StageTimes, WholeFileCheckpoint
 from prepshelf.store import archives as archives_db
 from prepshelf.store.job_readouts import (
     FINISHED_TIMES_COLUMNS,
@@ -158,14 +158,70 @@ async def finish_succeeded(
             [*params, _attempt_entry(job, "succeeded", None), job.id],
         )
         row = await cur.fetchone()
-        await conn.execute(
-            """UPDATE vector_store_files SET status = 'completed', last_error = NULL,
-                      usage_bytes = %s WHERE job_id = %s""",
-            [usage_bytes, job.id],
-        )
+        await _complete_store_file(conn, job=job, usage_bytes=usage_bytes)
         if archive_member:
             await _settle_archive_of(conn, job_id=job.id)
     return None if row is None else finished_times_of(row)
+
+
+async def finish_whole_file(
+    conn: AsyncConnection[Any],
+    *,
+    job: JobRef,
+    checkpoint: WholeFileCheckpoint,
+    usage_bytes: int,
+    times: StageTimes,
+    archive_member: bool,
+) -> FinishedTimes | None:
+    """Record a file's one checkpoint and succeed its job and store file in one row update
+    (the caller's transaction holds its chunks): one job event, `job.succeeded` with progress
+    n/n, where a checkpoint then a finish wrote two in the same commit. Returns None, writing
+    nothing, when cancel was requested (or the job is gone): the caller rolls back."""
+    computed, chunks = checkpoint.computed, checkpoint.chunks
+    durations = dict(times.closed)
+    for key, seconds in checkpoint.timings.items():
+        durations[key] = durations.get(key, 0.0) + seconds
+    cur = await conn.execute(
+        f"""UPDATE jobs SET {ADD_DURATIONS}, status = 'succeeded', stage = NULL,
+                  stage_started_at = NULL, error = NULL, finished_at = clock_timestamp(),
+                  attempt_log = attempt_log || %s,
+                  progress_done = %s, progress_total = %s, progress_unit = 'chunks',
+                  chunks_stored = true,
+                  checkpoints_embedded = checkpoints_embedded + %s,
+                  checkpoints_reused = checkpoints_reused + %s,
+                  embeddings_computed = embeddings_computed + %s,
+                  embeddings_cached = embeddings_cached + %s,
+                  heartbeat_at = clock_timestamp()
+            WHERE id = %s AND NOT cancel_requested RETURNING {FINISHED_TIMES_COLUMNS}""",
+        [
+            rounded(durations),
+            _attempt_entry(job, "succeeded", None),
+            chunks,
+            chunks,
+            int(computed > 0),
+            int(computed == 0),
+            computed,
+            chunks - computed,
+            job.id,
+        ],
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    await _complete_store_file(conn, job=job, usage_bytes=usage_bytes)
+    if archive_member:
+        await _settle_archive_of(conn, job_id=job.id)
+    return finished_times_of(row)
+
+
+async def _complete_store_file(
+    conn: AsyncConnection[Any], *, job: JobRef, usage_bytes: int
+) -> None:
+    await conn.execute(
+        """UPDATE vector_store_files SET status = 'completed', last_error = NULL,
+                  usage_bytes = %s WHERE job_id = %s""",
+        [usage_bytes, job.id],
+    )
 
 
 async def finish_failed(conn: AsyncConnection[Any], *, job: JobRef, error: dict[str, Any]) -> None:
