@@ -181,7 +181,10 @@ async def _until(
 
 
 def _noop_app(url: str) -> procrastinate.App:
-    app = build_app(url)
+    """Bare procrastinate: its own connector with its defaults (not prepshelf's build_app,
+    whose pools skip the per-checkout probe)."""
+    connector = procrastinate.PsycopgConnector(conninfo=url, min_size=1, max_size=4)
+    app = procrastinate.App(connector=connector)
 
     @app.task(name=NOOP_TASK, queue=NOOP_QUEUE)
     async def noop() -> None:
