@@ -11,7 +11,7 @@ from typing import Any
 import procrastinate
 from psycopg import AsyncConnection
 
-from prepshelf.store.db import pool_with_cheap_checks
+from prepshelf.store.db import procrastinate_pool
 
 INGEST_QUEUE = "ingest"
 # Files up to `small_file_max_bytes` have a lane (and a sub-worker) of their own: a one-
@@ -33,7 +33,7 @@ def build_app(
         min_size=1,
         max_size=pool_size,
         kwargs={"connect_timeout": 10},
-        pool_factory=pool_with_cheap_checks,
+        pool_factory=procrastinate_pool,
     )
     return procrastinate.App(connector=connector, worker_defaults=worker_defaults or None)  # type: ignore[arg-type]
 

@@ -53,9 +53,15 @@ def _socket_readable(fd: int) -> bool:
     return bool(poller.poll(0))
 
 
-def pool_with_cheap_checks(**kwargs: Any) -> AsyncConnectionPool[Any]:
-    """A pool factory for procrastinate's connector: its connections checked the same way."""
-    kwargs.update(check=check_if_stale, reset=mark_returned)
+async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.set_autocommit(True)
+
+
+def procrastinate_pool(**kwargs: Any) -> AsyncConnectionPool[Any]:
+    """The pool factory of procrastinate's connector: connections checked as ours are, and in
+    autocommit. Every query procrastinate runs through its pool is one statement; autocommit
+    spares each a BEGIN and a COMMIT round trip (a job's fetch and finish: four)."""
+    kwargs.update(check=check_if_stale, reset=mark_returned, configure=_autocommit)
     return AsyncConnectionPool(**kwargs)
 
 
