@@ -347,6 +347,7 @@ async def run(url: str, data_dir: Path, args: argparse.Namespace) -> dict[str, A
     queue = build_app(url, pool_size=2)  # the API's deferring app: only defers
     out: dict[str, Any] = {"jobs": args.jobs, "latency_jobs": args.latency_jobs}
     out["synchronous_commit"] = args.synchronous_commit
+    out["vector_index"] = not args.without_vector_index
     out["concurrency"] = concurrency
     try:
         async with queue.open_async():
@@ -449,6 +450,7 @@ def report(out: dict[str, Any]) -> None:
         f"\n{out['jobs']} jobs drained by one worker, concurrency {out['concurrency']}; "
         f"{out['latency_jobs']} jobs one at a time for latency; "
         f"synchronous_commit {out['synchronous_commit']}"
+        + ("" if out["vector_index"] else "; WITHOUT the chunks' HNSW index (diagnostic)")
     )
     if out["failed"]:
         print(f"WARNING: {out['failed']} prepshelf jobs failed: {out['prepshelf_job_statuses']}")
@@ -491,6 +493,12 @@ def main() -> None:
     )
     parser.add_argument("--profile", type=Path, help="cProfile of the prepshelf drain")
     parser.add_argument(
+        "--without-vector-index",
+        action="store_true",
+        help="diagnostic: drop the chunks' HNSW index first, to split the index's own work"
+        " from the machinery's",
+    )
+    parser.add_argument(
         "--statements",
         action="store_true",
         help="load pg_stat_statements and print the drain's statements per job",
@@ -505,6 +513,9 @@ def main() -> None:
                 conn.execute("CREATE DATABASE queue_bench")
             url = make_conninfo(admin, dbname="queue_bench")
             apply_migrations(url)
+            if args.without_vector_index:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute("DROP INDEX chunks_hnsw_384")
             if args.statements:
                 with psycopg.connect(admin, autocommit=True) as conn:
                     conn.execute("ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'")
