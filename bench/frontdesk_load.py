@@ -292,6 +292,7 @@ def main() -> None:
                 "PREPSHELF_LOG_LEVEL": "WARNING",
             },
         ).start()
+        svc.wait_query_model()  # the load after start is not the idle front desk
         cpu = WorkerCpu(svc)
         with svc.http() as http:
             targets, corpus = prepare(http)

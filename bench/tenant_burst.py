@@ -144,6 +144,7 @@ def _one(limits: str, *, burst: int, idle_s: float, env: dict[str, str]) -> Run:
     try:
         svc.api = svc._spawn("api")
         svc.wait_ready(min_workers=0)
+        svc.wait_query_model()  # the load after start is not the idle front desk
         _measure(svc, run, burst=burst, idle_s=idle_s)
     finally:
         svc.stop()

@@ -6,6 +6,7 @@ the test's temporary directory and are printed when a start fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -157,6 +158,19 @@ class Service:
                 break
             time.sleep(0.3)
         raise RuntimeError(f"service did not become ready:\n{self.logs()}")
+
+    def wait_query_model(self, *, timeout_s: float = 180) -> None:
+        """Until the API's background load of its query model has ended (/readyz). Timings
+        of the front desk must wait for it: the load takes a core and over 100 MB for a few
+        seconds after start, which bench/ack.py once measured as the upload's own cost."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                body = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).json()
+                if body.get("query_model", {}).get("status") in ("ready", "failed"):
+                    return
+            time.sleep(0.3)
+        raise RuntimeError(f"the query model did not finish loading:\n{self.logs()}")
 
     def stop(self) -> None:
         for client in self._clients:
