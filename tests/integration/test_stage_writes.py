@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from psycopg.types.json import Jsonb
 
-from prepshelf.domain.jobs import JobAttempt, StageTimes, WholeFileCheckpoint
+from prepshelf.domain.jobs import JobAttempt
 from prepshelf.jobs.stage_clock import StageClock
 from prepshelf.store import jobs as jobs_db
 from prepshelf.store.db import open_pool
+from support.job_rows import running_ingest_job
 from support.postgres import sql
 from support.service import Service
 from support.sse import events
@@ -38,34 +38,7 @@ def service(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 def _running_job(database_url: str, name: str) -> str:
-    """A claimed ingest job (running, no stage yet) of a file in store `vs_clock`."""
-    sql(
-        database_url,
-        """INSERT INTO vector_stores (id, project_id, embedding_model, dimensions)
-           VALUES ('vs_clock', 'proj-clock', 'm', 384) ON CONFLICT DO NOTHING""",
-    )
-    sql(
-        database_url,
-        """INSERT INTO files (id, project_id, filename, purpose, bytes, sha256, blob_key)
-           VALUES (%s, 'proj-clock', %s, 'assistants', 1, %s, %s)""",
-        [f"file-{name}", f"{name}.txt", name, f"files/file-{name}"],
-    )
-    sql(
-        database_url,
-        """INSERT INTO jobs (id, project_id, kind, status, attempts, worker, started_at,
-                             vector_store_id, file_id)
-           VALUES (%s, 'proj-clock', 'ingest_file', 'running', 1, 'w', clock_timestamp(),
-                   'vs_clock', %s)""",
-        [f"job-{name}", f"file-{name}"],
-    )
-    sql(
-        database_url,
-        """INSERT INTO vector_store_files (vector_store_id, file_id, job_id, status,
-                                           chunking_strategy)
-           VALUES ('vs_clock', %s, %s, 'in_progress', %s)""",
-        [f"file-{name}", f"job-{name}", Jsonb({"type": "static"})],
-    )
-    return f"job-{name}"
+    return running_ingest_job(database_url, name)
 
 
 def _row(database_url: str, job_id: str) -> dict[str, Any]:
@@ -144,50 +117,6 @@ def test_a_failure_after_unwritten_stages_keeps_their_times(database_url: str) -
     row = _row(database_url, job_id)
     assert row["status"] == "failed"
     assert row["stage_durations"].keys() == {"parsing", "chunking"}
-
-
-def _finish_whole_file(database_url: str, job_id: str) -> Any:
-    async def main() -> Any:
-        pool = await open_pool(database_url, max_size=1)
-        try:
-            times = StageTimes(stage=None, started_ago_s=0.0, closed={"indexing": 0.01})
-            checkpoint = WholeFileCheckpoint(chunks=3, computed=2, timings={"embedding.model": 0.5})
-            async with pool.connection() as conn, conn.transaction():
-                return await jobs_db.finish_whole_file(
-                    conn,
-                    job=JobAttempt(job_id, 1, "w"),
-                    checkpoint=checkpoint,
-                    usage_bytes=42,
-                    times=times,
-                    archive_member=False,
-                )
-        finally:
-            await pool.close()
-
-    return asyncio.run(main())
-
-
-def test_whole_file_finish_records_its_checkpoint_with_the_success(database_url: str) -> None:
-    job_id = _running_job(database_url, "whole")
-    finished = _finish_whole_file(database_url, job_id)
-    assert finished is not None and finished.status == "succeeded"
-    row = _row(database_url, job_id)
-    assert (row["status"], row["progress_done"], row["progress_total"]) == ("succeeded", 3, 3)
-    assert (row["embeddings_computed"], row["embeddings_cached"]) == (2, 1)
-    assert (row["checkpoints_embedded"], row["checkpoints_reused"]) == (1, 0)
-    assert row["stage_durations"] == {"indexing": 0.01, "embedding.model": 0.5}
-    vsf = sql(database_url, "SELECT * FROM vector_store_files WHERE job_id = %s", [job_id])[0]
-    assert (vsf["status"], vsf["usage_bytes"]) == ("completed", 42)
-
-
-def test_whole_file_finish_writes_nothing_once_cancel_was_requested(database_url: str) -> None:
-    job_id = _running_job(database_url, "whole-cancelled")
-    sql(database_url, "UPDATE jobs SET cancel_requested = true WHERE id = %s", [job_id])
-    assert _finish_whole_file(database_url, job_id) is None
-    row = _row(database_url, job_id)
-    assert (row["status"], row["progress_done"]) == ("running", 0)
-    vsf = sql(database_url, "SELECT * FROM vector_store_files WHERE job_id = %s", [job_id])[0]
-    assert vsf["status"] == "in_progress"
 
 
 def test_a_small_file_shows_running_then_succeeded_with_every_stage_timed(

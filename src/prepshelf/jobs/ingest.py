@@ -30,13 +30,14 @@ from prepshelf.jobs.expand import expand_archive_job
 from prepshelf.jobs.failures import is_transient, retry_if_transient
 from prepshelf.jobs.ingest_attempt import IngestAttempt
 from prepshelf.jobs.ingest_context import IngestContext, ingest_context
-from prepshelf.jobs.ingest_embed import embed_all, embed_whole_file, write_result
+from prepshelf.jobs.ingest_embed import embed_all, embed_whole_file
 from prepshelf.jobs.ingest_errors import JobCancelled, StageError
 from prepshelf.jobs.ocr import OcrCancelled, OcrProgress, ocr_options
 from prepshelf.jobs.resources import WorkerResources
 from prepshelf.jobs.retry import RequeueJob
 from prepshelf.jobs.stage_clock import StageClock
 from prepshelf.jobs.transcribe import TranscriptionCancelled, transcribe, transcription_model
+from prepshelf.jobs.whole_file_writes import write_result
 from prepshelf.pipeline.chunk import ChunkingStrategy, chunk_text
 from prepshelf.pipeline.pages import chunk_attributes
 from prepshelf.pipeline.parse import ArchiveFileError, MediaFileError, ParsedDocument

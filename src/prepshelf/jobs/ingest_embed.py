@@ -19,22 +19,13 @@ from prepshelf.jobs.ingest_attempt import IngestAttempt
 from prepshelf.jobs.ingest_context import IngestContext
 from prepshelf.jobs.ingest_errors import JobCancelled, StageError
 from prepshelf.jobs.resources import WorkerResources
+from prepshelf.jobs.whole_file_writes import WholeFileWrite
 from prepshelf.pipeline.embed import Embedder, VendorReport, embedding_cache_model
 from prepshelf.store import chunks as chunks_db
 from prepshelf.store import job_progress
 from prepshelf.store import jobs as jobs_db
-from prepshelf.store import transcripts as transcripts_db
-from prepshelf.store.chunks import NewChunk, UnembeddedChunk
-
-
-async def write_result(
-    conn: psycopg.AsyncConnection[Any], job: IngestJob, result: dict[str, Any] | None
-) -> None:
-    if result is None:
-        return
-    await job_progress.set_result(conn, job_id=job.id, result=result)
-    if "transcript" in result:  # the transcript is in the chunks now
-        await transcripts_db.forget_segments(conn, job_id=job.id)
+from prepshelf.store.chunks import FileChunks, NewChunk, UnembeddedChunk
+from prepshelf.store.jobs import WholeFileFinish
 
 
 async def embed_whole_file(
@@ -61,33 +52,31 @@ async def embed_whole_file(
     try:
         vectors, fresh, timings = await _vectors(res, job, cache_key, [(r[1], r[2]) for r in rows])
         await attempt.clock.enter("indexing")
-        async with (
-            attempt.clock.finishing() as times,
-            res.pool.connection() as conn,
-            conn.transaction(),
-        ):
-            await chunks_db.replace_embedded_chunks(
-                conn,
-                store_id=job.vector_store_id,
-                file_id=job.file_id,
-                project_id=job.project_id,
-                model=cache_key,
-                chunks=[(*row, vec) for row, vec in zip(rows, vectors, strict=True)],
-                new_digests=fresh,
-            )
-            await write_result(conn, job, result)
-            finished = await jobs_db.finish_whole_file(
-                conn,
+        async with attempt.clock.finishing() as times:
+            write = WholeFileWrite(
                 job=job,
-                checkpoint=WholeFileCheckpoint(
-                    chunks=len(rows), computed=len(fresh), timings=timings
+                finish=WholeFileFinish(
+                    job=job,
+                    checkpoint=WholeFileCheckpoint(
+                        chunks=len(rows), computed=len(fresh), timings=timings
+                    ),
+                    usage_bytes=sum(len(r[1].encode()) for r in rows),
+                    times=times,
+                    archive_member=ctx.source.archive_member,
                 ),
-                usage_bytes=sum(len(r[1].encode()) for r in rows),
-                times=times,
-                archive_member=ctx.source.archive_member,
+                chunks=FileChunks(
+                    store_id=job.vector_store_id,
+                    file_id=job.file_id,
+                    project_id=job.project_id,
+                    model=cache_key,
+                    chunks=[(*row, vec) for row, vec in zip(rows, vectors, strict=True)],
+                    new_digests=fresh,
+                ),
+                result=result,
             )
-            if finished is None:
-                raise JobCancelled("cancel requested")  # rolled back: nothing to clear
+            finished = await res.whole_file_writes.write(write)
+        if finished is None:
+            raise JobCancelled("cancel requested")  # nothing of it was written
     except psycopg.errors.ForeignKeyViolation as exc:
         raise JobCancelled("the file left the store") from exc
     except (JobCancelled, asyncio.CancelledError):

@@ -13,6 +13,7 @@ import procrastinate
 from prepshelf.jobs.fair_slots import FairSlots
 from prepshelf.jobs.model_queue import ModelQueue
 from prepshelf.jobs.upstreams import UpstreamClients
+from prepshelf.jobs.whole_file_writes import WholeFileWriter
 from prepshelf.pipeline.embed import Embedder
 from prepshelf.settings import Settings
 from prepshelf.store.blobs import BlobStore
@@ -41,5 +42,10 @@ class WorkerResources:
     # flight, embedding and writing while others parse. A freed slot goes to the project
     # holding the fewest, so one project's backlog does not queue another's file behind it.
     parse_slots: FairSlots = field(default_factory=lambda: FairSlots(2))
+    # The finishing writes of files embedded at once, grouped (jobs/whole_file_writes.py).
+    whole_file_writes: WholeFileWriter = field(init=False)
     # The worker's queue: jobs that queue other jobs (an archive's members) defer through it.
     app: procrastinate.App | None = None
+
+    def __post_init__(self) -> None:
+        self.whole_file_writes = WholeFileWriter(self.pool)

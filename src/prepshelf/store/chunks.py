@@ -29,6 +29,19 @@ class UnembeddedChunk:
     text_sha256: bytes
 
 
+@dataclass(frozen=True)
+class FileChunks:
+    """A file's chunks with their vectors, and the digests of the vectors computed now (the
+    ones to cache, under `model` in `project_id`'s cache)."""
+
+    store_id: str
+    file_id: str
+    project_id: str
+    model: str
+    chunks: Sequence[EmbeddedChunk]
+    new_digests: set[bytes]
+
+
 async def replace_chunks(
     conn: AsyncConnection[Any],
     *,
@@ -40,22 +53,32 @@ async def replace_chunks(
 
     Runs inside the caller's transaction; COPY keeps a 3,000-chunk file to one round trip.
     """
-    await _copy_chunks(conn, store_id, file_id, chunks, columns="")
+    await _delete_chunks_of(conn, [(store_id, file_id)])
+    await _copy_chunks(conn, [(store_id, file_id, chunk) for chunk in chunks], columns="")
+
+
+async def _delete_chunks_of(conn: AsyncConnection[Any], files: Sequence[tuple[str, str]]) -> None:
+    if len(files) == 1:
+        await conn.execute(
+            "DELETE FROM chunks WHERE vector_store_id = %s AND file_id = %s", list(files[0])
+        )
+        return
+    ordered = sorted(files)
+    await conn.execute(
+        """DELETE FROM chunks c USING unnest(%s::text[], %s::text[]) AS f(store_id, file_id)
+           WHERE c.vector_store_id = f.store_id AND c.file_id = f.file_id""",
+        [[s for s, _ in ordered], [f for _, f in ordered]],
+    )
 
 
 async def _copy_chunks(
     conn: AsyncConnection[Any],
-    store_id: str,
-    file_id: str,
-    chunks: Sequence[tuple[Any, ...]],
+    rows: Sequence[tuple[str, str, tuple[Any, ...]]],
     *,
     columns: str,
 ) -> None:
-    """Replace the file's chunks by `chunks` (index, text, sha256, tokens, attributes, and
-    the values of `columns`, e.g. ", embedding") in one COPY."""
-    await conn.execute(
-        "DELETE FROM chunks WHERE vector_store_id = %s AND file_id = %s", [store_id, file_id]
-    )
+    """Insert (store, file, chunk) rows, a chunk being index, text, sha256, tokens,
+    attributes and the values of `columns` (e.g. ", embedding"), in one COPY."""
     async with (
         conn.cursor() as cur,
         cur.copy(
@@ -63,32 +86,32 @@ async def _copy_chunks(
             f"attributes{columns}) FROM STDIN"
         ) as copy,
     ):
-        for index, text, digest, tokens, attributes, *more in chunks:
+        for store_id, file_id, (index, text, digest, tokens, attributes, *more) in rows:
             await copy.write_row(
                 (store_id, file_id, index, text, digest, tokens, _jsonb(attributes), *more)
             )
 
 
-async def replace_embedded_chunks(
-    conn: AsyncConnection[Any],
-    *,
-    store_id: str,
-    file_id: str,
-    project_id: str,
-    model: str,
-    chunks: Sequence[EmbeddedChunk],
-    new_digests: set[bytes],
-) -> None:
-    """Store a file's chunks with their vectors at once, replacing any, and cache the newly
+async def replace_embedded_chunks(conn: AsyncConnection[Any], files: Sequence[FileChunks]) -> None:
+    """Store files' chunks with their vectors at once, replacing any, and cache the newly
     computed vectors: one write per row and per index, where storing then setting the vector
-    writes every row (and its indexes) twice. Runs inside the caller's transaction."""
-    await _copy_chunks(conn, store_id, file_id, chunks, columns=", embedding")
-    await _cache_vectors(
+    writes every row (and its indexes) twice; one DELETE, one COPY and one cache insert for
+    all the files. Runs inside the caller's transaction."""
+    if not files:
+        return
+    await _delete_chunks_of(conn, [(f.store_id, f.file_id) for f in files])
+    await _copy_chunks(
         conn,
-        project_id=project_id,
-        model=model,
-        fresh={c[2]: c[5] for c in chunks if c[2] in new_digests},
+        [(f.store_id, f.file_id, chunk) for f in files for chunk in f.chunks],
+        columns=", embedding",
     )
+    fresh = {
+        (f.project_id, f.model, chunk[2]): chunk[5]
+        for f in files
+        for chunk in f.chunks
+        if chunk[2] in f.new_digests
+    }
+    await _insert_cache_rows(conn, fresh)
 
 
 def _jsonb(value: dict[str, Any] | None) -> Jsonb | None:
@@ -181,12 +204,20 @@ async def write_embeddings(
 async def _cache_vectors(
     conn: AsyncConnection[Any], *, project_id: str, model: str, fresh: dict[bytes, np.ndarray]
 ) -> None:
+    await _insert_cache_rows(conn, {(project_id, model, d): v for d, v in fresh.items()})
+
+
+async def _insert_cache_rows(
+    conn: AsyncConnection[Any], fresh: dict[tuple[str, str, bytes], np.ndarray]
+) -> None:
+    """Cache vectors by (project, model, text digest); in key order, so that two writers
+    inserting the same keys lock them in the same order."""
     if fresh:
         async with conn.cursor() as cur:
             await cur.executemany(
                 """INSERT INTO embedding_cache (project_id, model, text_sha256, embedding)
                    VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-                [(project_id, model, digest, vec) for digest, vec in fresh.items()],
+                [(*key, fresh[key]) for key in sorted(fresh)],
             )
 
 

@@ -6,6 +6,8 @@ transaction, so a job and the file it serves never disagree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -164,54 +166,74 @@ async def finish_succeeded(
     return None if row is None else finished_times_of(row)
 
 
-async def finish_whole_file(
-    conn: AsyncConnection[Any],
-    *,
-    job: JobRef,
-    checkpoint: WholeFileCheckpoint,
-    usage_bytes: int,
-    times: StageTimes,
-    archive_member: bool,
-) -> FinishedTimes | None:
-    """Record a file's one checkpoint and succeed its job and store file in one row update
-    (the caller's transaction holds its chunks): one job event, `job.succeeded` with progress
-    n/n, where a checkpoint then a finish wrote two in the same commit. Returns None, writing
-    nothing, when cancel was requested (or the job is gone): the caller rolls back."""
-    computed, chunks = checkpoint.computed, checkpoint.chunks
-    durations = dict(times.closed)
-    for key, seconds in checkpoint.timings.items():
-        durations[key] = durations.get(key, 0.0) + seconds
+@dataclass(frozen=True)
+class WholeFileFinish:
+    """The finish of a file embedded at once: its one checkpoint, the bytes of its chunks'
+    text and the worker's stage times; `archive_member` False skips the archive lookup."""
+
+    job: JobRef
+    checkpoint: WholeFileCheckpoint
+    usage_bytes: int
+    times: StageTimes
+    archive_member: bool
+
+
+async def finish_whole_files(
+    conn: AsyncConnection[Any], finishes: Sequence[WholeFileFinish]
+) -> dict[str, FinishedTimes]:
+    """Record each file's one checkpoint and succeed its job and store file, in one update of
+    their rows (the caller's transaction holds their chunks): one job event per job,
+    `job.succeeded` with progress n/n. Returns the finished jobs' times by job id; a job whose
+    cancel was requested (or that is gone) is left out and nothing is written for it."""
+    ordered = sorted(finishes, key=lambda f: f.job.id)  # rows locked in one order by all
     cur = await conn.execute(
-        f"""UPDATE jobs SET {ADD_DURATIONS}, status = 'succeeded', stage = NULL,
-                  stage_started_at = NULL, error = NULL, finished_at = clock_timestamp(),
-                  attempt_log = attempt_log || %s,
-                  progress_done = %s, progress_total = %s, progress_unit = 'chunks',
-                  chunks_stored = true,
-                  checkpoints_embedded = checkpoints_embedded + %s,
-                  checkpoints_reused = checkpoints_reused + %s,
-                  embeddings_computed = embeddings_computed + %s,
-                  embeddings_cached = embeddings_cached + %s,
+        f"""UPDATE jobs j SET
+                  stage_durations = j.stage_durations || (
+                      SELECT coalesce(jsonb_object_agg(k, round(
+                          coalesce((j.stage_durations->>k)::numeric, 0) + v::numeric, 3)), '{{}}')
+                      FROM jsonb_each_text(u.add_durations) AS t(k, v)),
+                  status = 'succeeded', stage = NULL, stage_started_at = NULL, error = NULL,
+                  finished_at = clock_timestamp(), attempt_log = j.attempt_log || u.entry,
+                  progress_done = u.n_chunks, progress_total = u.n_chunks,
+                  progress_unit = 'chunks', chunks_stored = true,
+                  checkpoints_embedded = j.checkpoints_embedded + (u.n_computed > 0)::int,
+                  checkpoints_reused = j.checkpoints_reused + (u.n_computed = 0)::int,
+                  embeddings_computed = j.embeddings_computed + u.n_computed,
+                  embeddings_cached = j.embeddings_cached + u.n_chunks - u.n_computed,
                   heartbeat_at = clock_timestamp()
-            WHERE id = %s AND NOT cancel_requested RETURNING {FINISHED_TIMES_COLUMNS}""",
+            FROM unnest(%s::text[], %s::jsonb[], %s::jsonb[], %s::int[], %s::int[])
+                 AS u(job_id, add_durations, entry, n_chunks, n_computed)
+            WHERE j.id = u.job_id AND NOT j.cancel_requested
+            RETURNING j.id AS job_id, {FINISHED_TIMES_COLUMNS}""",
         [
-            rounded(durations),
-            _attempt_entry(job, "succeeded", None),
-            chunks,
-            chunks,
-            int(computed > 0),
-            int(computed == 0),
-            computed,
-            chunks - computed,
-            job.id,
+            [f.job.id for f in ordered],
+            [rounded(_whole_file_durations(f)) for f in ordered],
+            [_attempt_entry(f.job, "succeeded", None) for f in ordered],
+            [f.checkpoint.chunks for f in ordered],
+            [f.checkpoint.computed for f in ordered],
         ],
     )
-    row = await cur.fetchone()
-    if row is None:
-        return None
-    await _complete_store_file(conn, job=job, usage_bytes=usage_bytes)
-    if archive_member:
-        await _settle_archive_of(conn, job_id=job.id)
-    return finished_times_of(row)
+    finished = {row["job_id"]: finished_times_of(row) for row in await cur.fetchall()}
+    done = [f for f in ordered if f.job.id in finished]
+    if done:
+        await conn.execute(
+            """UPDATE vector_store_files v SET status = 'completed', last_error = NULL,
+                      usage_bytes = u.usage_bytes
+               FROM unnest(%s::text[], %s::bigint[]) AS u(job_id, usage_bytes)
+               WHERE v.job_id = u.job_id""",
+            [[f.job.id for f in done], [f.usage_bytes for f in done]],
+        )
+    for f in done:
+        if f.archive_member:
+            await _settle_archive_of(conn, job_id=f.job.id)
+    return finished
+
+
+def _whole_file_durations(finish: WholeFileFinish) -> dict[str, float]:
+    durations = dict(finish.times.closed)
+    for key, seconds in finish.checkpoint.timings.items():
+        durations[key] = durations.get(key, 0.0) + seconds
+    return durations
 
 
 async def _complete_store_file(
