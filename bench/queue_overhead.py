@@ -438,8 +438,8 @@ def _statements(url: str, jobs: int) -> list[dict[str, Any]]:
             """SELECT round(calls::numeric / %s, 2) AS per_job,
                       round(total_exec_time::numeric / %s, 3) AS ms_per_job,
                       left(regexp_replace(query, '\\s+', ' ', 'g'), 100) AS query
-               FROM pg_stat_statements WHERE calls >= %s / 2
-               ORDER BY calls DESC, total_exec_time DESC""",
+               FROM pg_stat_statements WHERE calls >= %s / 50
+               ORDER BY total_exec_time DESC LIMIT 20""",
             [jobs, jobs, jobs],
         ).fetchall()
 
