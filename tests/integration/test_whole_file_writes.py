@@ -40,7 +40,6 @@ def _write(job_id: str, text: str) -> WholeFileWrite:
     digest = text.encode().ljust(32, b".")[:32]
     vector = np.full(384, 1 / np.sqrt(384), dtype=np.float32)
     return WholeFileWrite(
-        job=job,
         finish=WholeFileFinish(
             job=job,
             checkpoint=WholeFileCheckpoint(chunks=1, computed=1, timings={"embedding.model": 0.2}),

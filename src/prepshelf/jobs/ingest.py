@@ -319,7 +319,7 @@ async def _parse_and_chunk(
             await chunks_db.replace_chunks(
                 conn, store_id=job.vector_store_id, file_id=job.file_id, chunks=rows
             )
-            await write_result(conn, job, result)
+            await write_result(conn, job.id, result)
             write.enter("embedding")
             times, _ = write.take()
             await job_progress.set_stage(

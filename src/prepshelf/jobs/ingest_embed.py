@@ -54,7 +54,6 @@ async def embed_whole_file(
         await attempt.clock.enter("indexing")
         async with attempt.clock.finishing() as times:
             write = WholeFileWrite(
-                job=job,
                 finish=WholeFileFinish(
                     job=job,
                     checkpoint=WholeFileCheckpoint(

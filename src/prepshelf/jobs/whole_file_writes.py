@@ -22,7 +22,6 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from prepshelf.domain.jobs import IngestJob
 from prepshelf.store import chunks as chunks_db
 from prepshelf.store import job_progress
 from prepshelf.store import jobs as jobs_db
@@ -39,20 +38,19 @@ log = logging.getLogger(__name__)
 class WholeFileWrite:
     """Everything a file embedded at once writes when its job finishes."""
 
-    job: IngestJob
-    finish: WholeFileFinish
+    finish: WholeFileFinish  # and with it, the job
     chunks: FileChunks
     result: dict[str, Any] | None  # what the parse reported (pages, OCR, a transcript)
 
 
 async def write_result(
-    conn: AsyncConnection[Any], job: IngestJob, result: dict[str, Any] | None
+    conn: AsyncConnection[Any], job_id: str, result: dict[str, Any] | None
 ) -> None:
     if result is None:
         return
-    await job_progress.set_result(conn, job_id=job.id, result=result)
+    await job_progress.set_result(conn, job_id=job_id, result=result)
     if "transcript" in result:  # the transcript is in the chunks now
-        await transcripts_db.forget_segments(conn, job_id=job.id)
+        await transcripts_db.forget_segments(conn, job_id=job_id)
 
 
 async def write_whole_files(
@@ -62,10 +60,10 @@ async def write_whole_files(
     cancel was requested is left out, nothing of it written)."""
     async with conn.transaction():
         finished = await jobs_db.finish_whole_files(conn, [w.finish for w in writes])
-        done = [w for w in writes if w.job.id in finished]
+        done = [w for w in writes if w.finish.job.id in finished]
         await chunks_db.replace_embedded_chunks(conn, [w.chunks for w in done])
         for w in done:
-            await write_result(conn, w.job, w.result)
+            await write_result(conn, w.finish.job.id, w.result)
     return finished
 
 
@@ -118,7 +116,7 @@ class WholeFileWriter:
                 await self._write_group([one])
             return
         for write, future in group:
-            _settle(future, result=finished.get(write.job.id))
+            _settle(future, result=finished.get(write.finish.job.id))
 
 
 def _retrieved(future: asyncio.Future[FinishedTimes | None]) -> None:
